@@ -1,0 +1,146 @@
+"""The scheduling framework: ``schedule(snapshot, profile) -> Plan``.
+
+Glossary:
+- *plugin*: a class registered with ``@plugin("name")`` in ``core/plugins/``. It serves the
+  extension points whose methods it defines:
+  ``sort_key(job, snapshot)`` (queue order, lower goes first),
+  ``filter(job, node, snapshot) -> str | None`` (a reason when the node cannot host one replica),
+  ``score(job, node, snapshot) -> float`` (higher is better).
+- *profile*: which plugins run and with which score weights; validated when built.
+
+The cycle, in phases:
+1. order the pending jobs (queue-sort plugins);
+2. for each job, place its replicas one by one on the best node that passes every filter,
+   on a working copy of free capacity;
+3. a gang (``min_available`` ranks) is all-or-nothing: if it does not fit, its tentative
+   placements are rolled back and the job gets a typed verdict with the reasons per node.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from hyperion.model import Assign, JobView, NodeView, Placement, Plan, Resources, Snapshot, Verdict, VerdictCode
+
+PLUGINS: dict[str, type] = {}
+
+
+def plugin(name: str) -> Callable[[type], type]:
+    def register(cls: type) -> type:
+        if name in PLUGINS:
+            raise ValueError(f"plugin {name!r} registered twice")
+        cls.name = name
+        PLUGINS[name] = cls
+        return cls
+    return register
+
+
+class ProfileError(ValueError):
+    """A profile names an unknown plugin or an invalid weight."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    plugins: tuple[str, ...]
+    weights: dict[str, float] = field(default_factory=dict)
+    instances: tuple[Any, ...] = ()
+
+    def serving(self, point: str) -> list[Any]:
+        return [p for p in self.instances if callable(getattr(p, point, None))]
+
+
+def build_profile(name: str, plugins: list[str] | tuple[str, ...], weights: dict[str, float] | None = None) -> Profile:
+    weights = dict(weights or {})
+    from hyperion.core import plugins as _builtin  # noqa: F401  (registers the built-in plugins)
+
+    unknown = [p for p in plugins if p not in PLUGINS]
+    if unknown:
+        raise ProfileError(f"profile {name!r}: unknown plugin(s) {', '.join(unknown)}; known: {', '.join(sorted(PLUGINS))}")
+    for key, w in weights.items():
+        if key not in plugins:
+            raise ProfileError(f"profile {name!r}: weight for {key!r}, which the profile does not enable")
+        if not (w >= 0):
+            raise ProfileError(f"profile {name!r}: weight of {key!r} must be >= 0, got {w}")
+    return Profile(name, tuple(plugins), weights, tuple(PLUGINS[p]() for p in plugins))
+
+
+PROFILES: dict[str, Callable[[], Profile]] = {
+    "first-fit": lambda: build_profile("first-fit", ["priority-fifo", "node-fit"]),
+}
+
+
+@dataclass
+class _Free:
+    """Mutable working copy of one node's free capacity during a cycle."""
+
+    view: NodeView
+    free: Resources
+    gpus: list[int]
+
+    def as_view(self) -> NodeView:
+        v = self.view
+        return NodeView(v.id, v.gpu_type, v.capacity, self.free, tuple(self.gpus), v.schedulable, v.labels)
+
+
+def schedule(snapshot: Snapshot, profile: Profile) -> Plan:
+    sorters = profile.serving("sort_key")
+    filters = profile.serving("filter")
+    scorers = profile.serving("score")
+
+    def order(job: JobView) -> tuple:
+        return tuple(s.sort_key(job, snapshot) for s in sorters) + (job.id,)
+
+    work = [_Free(n, n.free, list(n.free_gpus)) for n in snapshot.nodes]
+    assignments: list[Assign] = []
+    verdicts: dict[str, Verdict] = {}
+
+    for job in sorted(snapshot.pending, key=order):
+        placed: list[tuple[int, _Free, tuple[int, ...]]] = []
+        reasons: Counter[str] = Counter()
+        for rank in range(job.replicas):
+            best, best_score = None, None
+            for w in work:
+                view = w.as_view()
+                why = next((r for f in filters if (r := f.filter(job, view, snapshot))), None)
+                if why:
+                    if rank == 0:
+                        reasons[why] += 1
+                    continue
+                score = sum(profile.weights.get(s.name, 1.0) * s.score(job, view, snapshot) for s in scorers)
+                if best is None or score > best_score:
+                    best, best_score = w, score
+                    if not scorers:
+                        break  # first fit
+            if best is None:
+                break
+            gpus = tuple(best.gpus[: job.per_replica.gpus])
+            del best.gpus[: job.per_replica.gpus]
+            best.free = best.free - job.per_replica
+            placed.append((rank, best, gpus))
+        if len(placed) >= job.replicas:
+            assignments.append(Assign(job.id, tuple(Placement(r, w.view.id, g) for r, w, g in placed)))
+            continue
+        for _, w, gpus in placed:  # roll back the partial gang
+            w.gpus = sorted(w.gpus + list(gpus))
+            w.free = w.free + job.per_replica
+        verdicts[job.id] = _verdict(job, snapshot, reasons, len(placed))
+    return Plan(tuple(assignments), verdicts)
+
+
+def _verdict(job: JobView, snapshot: Snapshot, reasons: Counter[str], placed: int) -> Verdict:
+    hostable = any(
+        job.per_replica.fits_in(n.capacity) and (not job.gpu_type or n.gpu_type == job.gpu_type)
+        for n in snapshot.nodes
+    )
+    text = [f"{count} node(s): {why}" for why, count in reasons.most_common()]
+    if job.replicas > 1:
+        text.append(f"gang of {job.replicas}: only {placed} replica(s) fit now")
+    if not snapshot.nodes:
+        text.append("no nodes registered")
+    code = VerdictCode.UNSCHEDULABLE if hostable else VerdictCode.UNRESOLVABLE
+    if not hostable and snapshot.nodes:
+        text.append("no node is large enough for one replica even when empty")
+    return Verdict(code, tuple(text), "node-fit")

@@ -1,0 +1,19 @@
+"""Filter: the node is schedulable, has the requested GPU type and room for one replica."""
+
+from __future__ import annotations
+
+from hyperion.core.framework import plugin
+from hyperion.model import JobView, NodeView, Snapshot
+
+
+@plugin("node-fit")
+class NodeFit:
+    def filter(self, job: JobView, node: NodeView, snapshot: Snapshot) -> str | None:
+        if not node.schedulable:
+            return "node not ready or cordoned"
+        if job.gpu_type and node.gpu_type != job.gpu_type:
+            return f"gpu type {node.gpu_type or 'none'} is not {job.gpu_type}"
+        short = job.per_replica.shortfall(node.free)
+        if short:
+            return "insufficient " + ", ".join(short)
+        return None

@@ -1,0 +1,26 @@
+"""Frozen value types shared by every layer: resources, jobs, nodes, teams, snapshots and plans.
+
+Nothing here performs I/O, reads a clock or draws random numbers.
+"""
+
+from hyperion.model.job import (
+    Framework,
+    Job,
+    JobSpec,
+    Phase,
+    Placement,
+    Priority,
+    TransitionError,
+    check_transition,
+)
+from hyperion.model.node import Gpu, Node, NodeMetrics, NodeState, GpuMetrics
+from hyperion.model.plan import Assign, Plan, Verdict, VerdictCode
+from hyperion.model.resources import Resources
+from hyperion.model.snapshot import JobView, NodeView, Snapshot
+from hyperion.model.team import Team
+
+__all__ = [
+    "Assign", "Framework", "Gpu", "GpuMetrics", "Job", "JobSpec", "JobView", "Node", "NodeMetrics",
+    "NodeState", "NodeView", "Phase", "Placement", "Plan", "Priority", "Resources", "Snapshot", "Team",
+    "TransitionError", "Verdict", "VerdictCode", "check_transition",
+]

@@ -1,0 +1,64 @@
+"""Nodes (machines running a ``hyperiond`` agent) and their telemetry."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from hyperion.model.resources import Resources
+
+
+class NodeState(enum.Enum):
+    READY = "ready"          # connected and heartbeating
+    NOT_READY = "not-ready"  # missed heartbeats; its tasks are being failed or requeued
+    DOWN = "down"            # the agent said goodbye, or the provider removed it
+
+
+@dataclass(frozen=True, slots=True)
+class Gpu:
+    index: int
+    uuid: str = ""
+    name: str = ""
+    memory_mb: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    id: str
+    hostname: str = ""
+    gpus: tuple[Gpu, ...] = ()
+    gpu_type: str = ""
+    capacity: Resources = Resources()
+    labels: tuple[tuple[str, str], ...] = ()
+    state: NodeState = NodeState.READY
+    cordoned: bool = False
+    gpus_logical: bool = True
+    registered_at: float = 0.0
+    last_seen: float = 0.0
+    version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GpuMetrics:
+    index: int
+    uuid: str = ""
+    utilization_percent: float = 0.0
+    memory_used_mb: float = 0.0
+    memory_total_mb: float = 0.0
+    temperature_c: float = 0.0
+    power_w: float = 0.0
+    ecc_errors: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeMetrics:
+    node_id: str
+    timestamp: float
+    cpu_utilization_percent: float = 0.0
+    memory_used_mb: float = 0.0
+    memory_total_mb: float = 0.0
+    gpu_utilization_percent: float = 0.0
+    disk_used_percent: float = 0.0
+    network_tx_gbps: float = 0.0
+    network_rx_gbps: float = 0.0
+    gpus: tuple[GpuMetrics, ...] = ()

@@ -1,0 +1,12 @@
+"""Teams: the unit of isolation. A team's token lets it see and act on its own jobs only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    name: str
+    token_sha256: str  # the token itself is never stored
+    created_at: float = 0.0
