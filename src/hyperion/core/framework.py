@@ -19,8 +19,9 @@ The cycle, in phases:
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from hyperion.model import Assign, JobView, NodeView, Placement, Plan, Resources, Snapshot, Verdict, VerdictCode
 

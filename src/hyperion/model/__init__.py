@@ -13,7 +13,7 @@ from hyperion.model.job import (
     TransitionError,
     check_transition,
 )
-from hyperion.model.node import Gpu, Node, NodeMetrics, NodeState, GpuMetrics
+from hyperion.model.node import Gpu, GpuMetrics, Node, NodeMetrics, NodeState
 from hyperion.model.plan import Assign, Plan, Verdict, VerdictCode
 from hyperion.model.resources import Resources
 from hyperion.model.snapshot import JobView, NodeView, Snapshot

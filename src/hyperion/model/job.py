@@ -59,12 +59,13 @@ class Phase(enum.Enum):
 TERMINAL = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED})
 
 # old phase -> phases it may move to. PREEMPTED is a resting state between attempts: the job was
-# stopped to make room (or its node was lost) and goes back to PENDING to be placed again.
+# stopped to make room and goes back to PENDING to be placed again. RUNNING -> PENDING is a retry
+# (a failed attempt with retries left, or a lost node) once every rank of the attempt has exited.
 TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     Phase.PENDING: frozenset({Phase.SCHEDULED, Phase.CANCELLED, Phase.FAILED}),
     Phase.SCHEDULED: frozenset({Phase.RUNNING, Phase.PENDING, Phase.PREEMPTED, Phase.SUCCEEDED,
                                 Phase.FAILED, Phase.CANCELLED}),
-    Phase.RUNNING: frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED, Phase.PREEMPTED}),
+    Phase.RUNNING: frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED, Phase.PREEMPTED, Phase.PENDING}),
     Phase.PREEMPTED: frozenset({Phase.PENDING, Phase.CANCELLED, Phase.FAILED}),
     Phase.SUCCEEDED: frozenset(),
     Phase.FAILED: frozenset(),

@@ -1,0 +1,221 @@
+"""The control plane's side of the agent channel (``AgentControl.Connect``).
+
+One session per connected agent. Upward messages are applied in arrival order: log bytes are
+written before the exit report that follows them, and an exit is acknowledged to the agent
+(``AckTask``) only after it is committed, so a crash of either side loses no exit code.
+
+On every (re)connect the agent lists the tasks it knows; the control plane answers with the tasks
+it wants on that node (anything else is stopped) and re-sends ``StartTask`` for wanted tasks the
+agent does not know (the command may have been lost in a crash). Agents key tasks by
+(job, attempt, rank), so a repeated start never runs a process twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import replace
+
+import grpc
+
+from hyperion.api import auth
+from hyperion.api._generated.hyperion.v1 import agent_pb2 as apb
+from hyperion.api._generated.hyperion.v1 import agent_pb2_grpc
+from hyperion.api.service import ControlService
+from hyperion.api.wire import metrics_from_pb
+from hyperion.core import lifecycle
+from hyperion.model import Gpu, Job, Node, NodeState, Placement, Resources
+
+log = logging.getLogger("hyperion.agents")
+R = apb.TaskReport
+
+
+class Session:
+    def __init__(self, node_id: str) -> None:
+        self.node_id = node_id
+        self.outbox: asyncio.Queue[apb.ControlMessage | None] = asyncio.Queue()
+
+    def send(self, msg: apb.ControlMessage) -> None:
+        self.outbox.put_nowait(msg)
+
+    def close(self) -> None:
+        self.outbox.put_nowait(None)
+
+
+class AgentHub(agent_pb2_grpc.AgentControlServicer):
+    def __init__(self, service: ControlService, agent_token: str, heartbeat_interval: float = 1.0) -> None:
+        self.service = service
+        self.state = service.state
+        self._token_digest = auth.digest(agent_token)
+        self.heartbeat_interval = heartbeat_interval
+        self.sessions: dict[str, Session] = {}
+        self.last_seen: dict[str, float] = {}  # node id -> monotonic time of its last message
+        service.dispatcher = self
+
+    # ---- commands (Dispatcher) -----------------------------------------------------------
+    def start(self, job: Job) -> None:
+        spec = job.spec
+        for p in job.placements:
+            session = self.sessions.get(p.node_id)
+            if session is not None:
+                session.send(apb.ControlMessage(start=self._start_msg(job, p)))
+
+    def _start_msg(self, job: Job, p: Placement) -> apb.StartTask:
+        spec = job.spec
+        return apb.StartTask(
+            task=apb.TaskRef(job_id=job.id, attempt=job.attempt, rank=p.rank),
+            command=list(spec.command), env=dict(spec.env), working_dir=spec.working_dir or "",
+            gpu_indices=list(p.gpu_indices), world_size=spec.replicas,
+            checkpoint_dir=spec.checkpoint_dir or "", name=spec.name)
+
+    def stop(self, job: Job, placements: Iterable[Placement], reason: str) -> None:
+        for p in placements:
+            session = self.sessions.get(p.node_id)
+            if session is not None:
+                session.send(apb.ControlMessage(stop=apb.StopTask(
+                    task=apb.TaskRef(job_id=job.id, attempt=job.attempt, rank=p.rank),
+                    grace_s=job.spec.grace_period_s, reason=reason)))
+
+    # ---- the stream ----------------------------------------------------------------------
+    async def Connect(self, requests: AsyncIterator[apb.AgentMessage], context: grpc.aio.ServicerContext):
+        token = auth.bearer(dict(context.invocation_metadata()).get("authorization"))
+        if token is None or not auth.same(auth.digest(token), self._token_digest):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid agent token")
+        first = await anext(aiter(requests), None)
+        if first is None or first.WhichOneof("kind") != "hello":
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the first message must be Hello")
+        session = self._hello(first.hello)
+        reader = asyncio.create_task(self._read(requests, session))
+        try:
+            while True:
+                msg = await session.outbox.get()
+                if msg is None:
+                    break
+                yield msg
+        finally:
+            reader.cancel()
+            if self.sessions.get(session.node_id) is session:
+                del self.sessions[session.node_id]
+                log.info("agent %s disconnected", session.node_id)
+
+    async def _read(self, requests: AsyncIterator[apb.AgentMessage], session: Session) -> None:
+        try:
+            async for msg in requests:
+                self.last_seen[session.node_id] = asyncio.get_running_loop().time()
+                kind = msg.WhichOneof("kind")
+                if kind == "task":
+                    self._task_reports(session, [msg.task])
+                elif kind == "log":
+                    c = msg.log
+                    self.service.logs.write(c.task.job_id, c.task.attempt, c.task.rank, c.offset, c.data)
+                elif kind == "metrics":
+                    self.service.record_metrics(metrics_from_pb(msg.metrics, session.node_id))
+        except (asyncio.CancelledError, grpc.aio.AioRpcError):
+            pass
+        except Exception:  # a bug must not kill the stream silently
+            log.exception("agent %s: error handling its messages", session.node_id)
+        finally:
+            session.close()
+
+    # ---- hello ---------------------------------------------------------------------------
+    def _hello(self, hello: apb.Hello) -> Session:
+        now = self.service.clock.now()
+        old_session = self.sessions.get(hello.node_id)
+        if old_session is not None:
+            old_session.close()
+        session = Session(hello.node_id)
+        self.sessions[hello.node_id] = session
+        self.last_seen[hello.node_id] = asyncio.get_running_loop().time()
+        old = self.state.nodes.get(hello.node_id)
+        node = Node(
+            id=hello.node_id, hostname=hello.hostname,
+            gpus=tuple(Gpu(g.index, g.uuid, g.name, g.memory_mb) for g in hello.gpus),
+            gpu_type=hello.gpu_type, capacity=Resources(len(hello.gpus), hello.cpus_milli, hello.memory_mb * 2**20),
+            labels=tuple(sorted(hello.labels.items())), state=NodeState.READY,
+            cordoned=old.cordoned if old else False, gpus_logical=hello.gpus_logical,
+            registered_at=old.registered_at if old else now, last_seen=now, version=hello.version)
+        self.state.put_node(node)
+        log.info("agent %s connected: %d GPU(s) %s", node.id, len(node.gpus), node.gpu_type)
+
+        acks = self._apply_reports(hello.node_id, list(hello.tasks))
+        known = {(t.task.job_id, t.task.attempt, t.task.rank) for t in hello.tasks}
+        desired, missing = [], []
+        offsets = []
+        for (job_id, rank), p in self.state.node_tasks.get(node.id, {}).items():
+            job = self.state.jobs[job_id]
+            if job.phase.terminal:
+                continue  # cancelled or failed: the agent stops what it still runs
+            ref = apb.TaskRef(job_id=job_id, attempt=job.attempt, rank=rank)
+            desired.append(ref)
+            offsets.append(apb.LogOffset(task=ref, offset=self.service.logs.size(job_id, job.attempt, rank)))
+            if (job_id, job.attempt, rank) not in known:
+                missing.append((job, p))
+        session.send(apb.ControlMessage(welcome=apb.Welcome(
+            desired=desired, log_offsets=offsets, heartbeat_interval_s=self.heartbeat_interval)))
+        for ref in acks:
+            session.send(apb.ControlMessage(ack=apb.AckTask(task=ref)))
+        for job, p in missing:
+            session.send(apb.ControlMessage(start=self._start_msg(job, p)))
+        self.service.wake()
+        return session
+
+    # ---- task reports --------------------------------------------------------------------
+    def _task_reports(self, session: Session, reports: list[apb.TaskReport]) -> None:
+        for ref in self._apply_reports(session.node_id, reports):
+            session.send(apb.ControlMessage(ack=apb.AckTask(task=ref)))
+
+    def _apply_reports(self, node_id: str, reports: list[apb.TaskReport]) -> list[apb.TaskRef]:
+        """Commit what the reports say; returns the final reports to acknowledge."""
+        changed: dict[str, Job] = {}
+        stops: list[tuple[Job, list[Placement], str]] = []
+        acks = []
+        freed = False
+        for r in reports:
+            t = r.task
+            job = changed.get(t.job_id) or self.state.jobs.get(t.job_id)
+            if r.state == R.RUNNING:
+                if job is not None:
+                    new = lifecycle.task_running(job, t.attempt, t.rank, r.at)
+                    if new is not job:
+                        changed[t.job_id] = new
+                continue
+            acks.append(t)
+            if job is None:
+                continue
+            code = r.exit_code if r.state == R.EXITED else lifecycle.SPAWN_FAILED_EXIT_CODE
+            new, to_stop = lifecycle.task_exited(job, t.attempt, t.rank, code, r.at, r.message)
+            if new is not job:
+                changed[t.job_id] = new
+                freed = True
+            if to_stop:
+                stops.append((new, to_stop, "another rank of the job failed"))
+        self.state.update_jobs(changed.values())
+        for job, placements, why in stops:
+            self.stop(job, placements, why)
+        if freed:
+            self.service.wake()
+        return acks
+
+    # ---- node loss -----------------------------------------------------------------------
+    def node_lost(self, node_id: str) -> None:
+        """The node missed its heartbeats: mark it not ready and end its tasks."""
+        node = self.state.nodes.get(node_id)
+        if node is None or node.state is not NodeState.READY:
+            return
+        now = self.service.clock.now()
+        log.warning("node %s missed its heartbeats: marking it not ready and ending its tasks", node_id)
+        self.state.put_node(replace(node, state=NodeState.NOT_READY, last_seen=now))
+        changed, stops = [], []
+        for job_id in {j for j, _ in self.state.node_tasks.get(node_id, {})}:
+            job, to_stop = lifecycle.node_lost(self.state.jobs[job_id], node_id, now)
+            changed.append(job)
+            if to_stop:
+                stops.append((job, to_stop))
+        self.state.update_jobs(changed)
+        for job, placements in stops:
+            self.stop(job, placements, f"node {node_id} lost")
+        session = self.sessions.pop(node_id, None)
+        if session is not None:
+            session.close()
+        self.service.wake()

@@ -1,0 +1,98 @@
+"""How a job moves through its phases as its tasks start, exit, get cancelled or lose their node.
+
+Pure functions over ``Job`` values, used by the live control plane and the simulator alike. Each
+returns the new job and the tasks that must be stopped (for example the other ranks of a gang
+whose rank failed).
+
+Rules:
+- A job is RUNNING when its first rank reports running.
+- An attempt ends when every placed rank has exited. Then: all exit codes 0 -> SUCCEEDED;
+  otherwise the attempt failed: with retries left (``spec.max_retries``) the job goes back to
+  PENDING, else FAILED with the first non-zero exit code.
+- When one rank fails, the other live ranks of the attempt are stopped (a gang runs together).
+- A cancelled job is terminal at once; its live tasks are stopped and keep holding their
+  resources until they are reported exited.
+- A lost node counts as an exit with code 137 for each of its tasks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from hyperion.model import Job, Phase, Placement
+
+LOST_EXIT_CODE = 137
+SPAWN_FAILED_EXIT_CODE = 127
+
+
+def live(job: Job) -> list[Placement]:
+    if job.phase is Phase.PENDING:
+        return []
+    exited = {rank for rank, _ in job.rank_exits}
+    return [p for p in job.placements if p.rank not in exited]
+
+
+def assign(job: Job, placements: tuple[Placement, ...], reason: str = "") -> Job:
+    return replace(job, phase=Phase.SCHEDULED, attempt=job.attempt + 1, placements=placements,
+                   rank_exits=(), exit_code=None, reason=reason)
+
+
+def task_running(job: Job, attempt: int, rank: int, at: float) -> Job:
+    if attempt != job.attempt or job.phase is not Phase.SCHEDULED:
+        return job
+    return replace(job, phase=Phase.RUNNING, started_at=job.started_at or at, reason="")
+
+
+def task_exited(job: Job, attempt: int, rank: int, exit_code: int, at: float, why: str = "") -> tuple[Job, list[Placement]]:
+    """Record one rank's exit; returns the new job and the ranks to stop."""
+    if attempt != job.attempt or rank in {r for r, _ in job.rank_exits} or rank not in {p.rank for p in job.placements}:
+        return job, []
+    exits = job.rank_exits + ((rank, exit_code),)
+    job = replace(job, rank_exits=exits)
+    remaining = live(job)
+    stops: list[Placement] = []
+    if exit_code != 0 and remaining and not job.phase.terminal:
+        detail = why or f"exit code {exit_code}"
+        job = replace(job, reason=f"rank {rank} failed ({detail}); stopping the other ranks")
+        stops = remaining
+    if remaining:
+        return job, stops
+    return _attempt_over(job, at, why), stops
+
+
+def _attempt_over(job: Job, at: float, why: str) -> Job:
+    if job.phase.terminal:  # cancelled: just record the exits
+        codes = [c for _, c in job.rank_exits]
+        return replace(job, exit_code=job.exit_code if job.exit_code is not None else (codes[0] if codes else None))
+    failed = [(r, c) for r, c in sorted(job.rank_exits) if c != 0]
+    if not failed:
+        return replace(job, phase=Phase.SUCCEEDED, exit_code=0, finished_at=at, reason="")
+    rank, code = failed[0]
+    failures = job.failures + 1
+    detail = why or f"exit code {code}"
+    if failures <= job.spec.max_retries:
+        return replace(job, phase=Phase.PENDING, placements=(), rank_exits=(), failures=failures, exit_code=code,
+                       reason=f"attempt {job.attempt} failed (rank {rank}: {detail}); retry {failures} of {job.spec.max_retries}")
+    phase_reason = f"rank {rank}: {detail}"
+    if job.spec.max_retries:
+        phase_reason += f" (after {job.spec.max_retries} retries)"
+    return replace(job, phase=Phase.FAILED, failures=failures, exit_code=code, finished_at=at, reason=phase_reason)
+
+
+def cancel(job: Job, at: float, reason: str = "cancelled by user") -> tuple[Job, list[Placement]]:
+    if job.phase.terminal:
+        return job, []
+    stops = live(job)
+    if job.phase is Phase.PENDING:
+        job = replace(job, placements=())
+    return replace(job, phase=Phase.CANCELLED, finished_at=at, reason=reason), stops
+
+
+def node_lost(job: Job, node_id: str, at: float) -> tuple[Job, list[Placement]]:
+    """Every live rank of ``job`` on ``node_id`` is gone."""
+    stops: list[Placement] = []
+    for p in live(job):
+        if p.node_id == node_id:
+            job, more = task_exited(job, job.attempt, p.rank, LOST_EXIT_CODE, at, f"node {node_id} lost")
+            stops.extend(more)
+    return job, [s for s in stops if s.node_id != node_id]

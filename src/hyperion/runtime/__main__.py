@@ -1,0 +1,45 @@
+"""``python -m hyperion.runtime``: run the control plane in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+from hyperion.runtime.controlplane import Config, ControlPlane
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m hyperion.runtime", description="Run the Hyperion control plane.")
+    p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("HYPERION_HOME", "~/.hyperion")).expanduser())
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    p.add_argument("--port", type=int, default=8470, help="REST port (0: any free port)")
+    p.add_argument("--grpc-port", type=int, default=8471, help="gRPC port (0: any free port)")
+    p.add_argument("--agents", type=int, default=0, help="local agents to keep running")
+    p.add_argument("--gpus-per-agent", type=int, default=None, help="logical GPUs per local agent (default: real GPUs via NVML)")
+    p.add_argument("--gpu-type", default="logical")
+    p.add_argument("--node-timeout", type=float, default=10.0, help="seconds without a heartbeat before a node is not ready")
+    p.add_argument("--heartbeat-interval", type=float, default=1.0)
+    p.add_argument("--profile", default="first-fit")
+    p.add_argument("--log-level", default="INFO")
+    a = p.parse_args(argv)
+    if a.agents < 0 or (a.gpus_per_agent is not None and a.gpus_per_agent < 0):
+        p.error("--agents and --gpus-per-agent must be >= 0")
+    if a.node_timeout <= 0 or a.heartbeat_interval <= 0:
+        p.error("--node-timeout and --heartbeat-interval must be > 0")
+    logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = Config(data_dir=a.data_dir.resolve(), host=a.host, port=a.port, grpc_port=a.grpc_port, agents=a.agents,
+                 gpus_per_agent=a.gpus_per_agent, gpu_type=a.gpu_type, node_timeout=a.node_timeout,
+                 heartbeat_interval=a.heartbeat_interval, profile=a.profile)
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(ControlPlane(cfg).run())
+
+
+if __name__ == "__main__":
+    main()

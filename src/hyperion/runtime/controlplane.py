@@ -1,0 +1,157 @@
+"""The control-plane process: store, service, REST + gRPC servers, loops and local agents.
+
+``python -m hyperion.runtime --data-dir DIR`` runs it in the foreground (``hyperion up`` starts it
+detached). Files in the data dir:
+
+- ``state.db``            the SQLite store (jobs, nodes, teams)
+- ``admin.token``         the admin token (0600), created on first start
+- ``agent.token``         the token agents present (0600)
+- ``controlplane.json``   pid and addresses of the running control plane
+- ``logs/``               job logs shipped by the agents
+- ``agents/``             local agents' data dirs and logs (the ``local`` provider)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import uvicorn
+
+from hyperion.api import auth
+from hyperion.api.agents import AgentHub
+from hyperion.api.grpc_server import add_services
+from hyperion.api.logs import LogStore
+from hyperion.api.rest import build_app
+from hyperion.api.service import ControlService
+from hyperion.core import PROFILES
+from hyperion.ports.clock import SystemClock
+from hyperion.providers.local import LocalProvider
+from hyperion.runtime.health import HealthMonitor
+from hyperion.runtime.scheduler_loop import SchedulerLoop
+from hyperion.store import SqliteStore
+from hyperion.store.objects import ClusterState
+
+log = logging.getLogger("hyperion.controlplane")
+
+
+@dataclass
+class Config:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8470
+    grpc_port: int = 8471
+    agents: int = 0
+    gpus_per_agent: int | None = None
+    gpu_type: str = "logical"
+    node_timeout: float = 10.0
+    heartbeat_interval: float = 1.0
+    profile: str = "first-fit"
+
+
+class _Uvicorn(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self):  # the control plane handles signals itself
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise SystemExit(f"error: cannot listen on {host}:{port}: {err.strerror}; choose another port with --port") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+class ControlPlane:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        d = config.data_dir
+        d.mkdir(parents=True, exist_ok=True)
+        self.admin_token = auth.ensure_token_file(d / "admin.token")
+        self.agent_token = auth.ensure_token_file(d / "agent.token")
+        self.store = SqliteStore(d / "state.db")
+        self.state = ClusterState(self.store)
+        self.clock = SystemClock()
+        self.service = ControlService(self.state, self.clock, LogStore(d / "logs"), self.admin_token)
+        self.hub = AgentHub(self.service, self.agent_token, config.heartbeat_interval)
+        if config.profile not in PROFILES:
+            raise SystemExit(f"error: unknown profile {config.profile!r}; known: {', '.join(PROFILES)}")
+        self.scheduler = SchedulerLoop(self.service, self.hub, PROFILES[config.profile]())
+        self.health = HealthMonitor(self.hub, config.node_timeout)
+        self.provider: LocalProvider | None = None
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        cfg = self.config
+        http_sock = _bind(cfg.host, cfg.port)
+        api_addr = f"http://{cfg.host}:{http_sock.getsockname()[1]}"
+        grpc_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        add_services(grpc_server, self.service, self.agent_token, self.hub)
+        grpc_port = grpc_server.add_insecure_port(f"{cfg.host}:{cfg.grpc_port}")
+        if grpc_port == 0:
+            raise SystemExit(f"error: cannot listen on {cfg.host}:{cfg.grpc_port} for gRPC; choose another with --grpc-port")
+        grpc_addr = f"{cfg.host}:{grpc_port}"
+        await grpc_server.start()
+        web = _Uvicorn(uvicorn.Config(build_app(self.service), log_level="warning", access_log=False,
+                                      lifespan="off", timeout_graceful_shutdown=2))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        tasks = [asyncio.create_task(web.serve(sockets=[http_sock]), name="rest"),
+                 asyncio.create_task(self.scheduler.run(), name="scheduler"),
+                 asyncio.create_task(self.health.run(), name="health")]
+        info = {"pid": os.getpid(), "api": api_addr, "grpc": grpc_addr, "started_at": self.clock.now()}
+        _write_json(cfg.data_dir / "controlplane.json", info)
+        log.info("control plane up: REST %s, gRPC %s, data dir %s", api_addr, grpc_addr, cfg.data_dir)
+        if cfg.agents:
+            await self._ensure_local_agents(grpc_addr)
+        try:
+            done_waiter = asyncio.create_task(self._stop.wait())
+            await asyncio.wait([done_waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for t in tasks:
+                if t.done() and t.exception():
+                    log.error("%s stopped: %r", t.get_name(), t.exception())
+        finally:
+            web.should_exit = True
+            await grpc_server.stop(grace=1.0)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(FileNotFoundError):
+                if json.loads((cfg.data_dir / "controlplane.json").read_text()).get("pid") == os.getpid():
+                    (cfg.data_dir / "controlplane.json").unlink()
+            self.store.close()
+            log.info("control plane stopped")
+
+    async def _ensure_local_agents(self, grpc_addr: str) -> None:
+        cfg = self.config
+        self.provider = LocalProvider(cfg.data_dir, grpc_addr, cfg.data_dir / "agent.token",
+                                      gpus_per_node=cfg.gpus_per_agent, gpu_type=cfg.gpu_type)
+        running = [n for n in await self.provider.list_nodes() if n.state == "running"]
+        missing = cfg.agents - len(running)
+        if missing > 0:
+            request_id = f"controlplane-{os.getpid()}-{int(self.clock.now())}"
+            await self.provider.launch("local", missing, request_id)
+            log.info("started %d local agent(s) (%d already running)", missing, len(running))
+        for err in self.provider.drain_errors():
+            log.error("local provider: %s", err.message)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)

@@ -1,0 +1,141 @@
+"""Typed, cached access to the control plane's objects over any StateStore.
+
+The control plane is the single writer of its store (the SQLite adapter holds a file lock), so
+it keeps every object in memory - an informer-style cache - and writes through. Every write is a
+guarded commit: it compares each key's cached mod_revision, so a stale or concurrent writer fails
+loudly instead of overwriting. Job writes are checked against the phase transition table.
+
+Glossary:
+- *live task*: a rank of a job's current attempt that has been placed on a node and has not been
+  reported exited. Live tasks hold node capacity, whatever the job's phase (a cancelled job's
+  tasks hold their GPUs until the agent confirms they stopped).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+import orjson
+
+from hyperion.model import Job, Node, Phase, Placement, Resources, Team, check_transition
+from hyperion.model.codec import job_from_dict, job_to_dict, node_from_dict, node_to_dict, team_from_dict, team_to_dict
+from hyperion.ports.store import Compare, Put, StateStore
+
+JOBS, NODES, TEAMS = "jobs/", "nodes/", "teams/"
+
+
+class ConflictError(RuntimeError):
+    """A guarded commit failed: the store changed under this writer."""
+
+
+def live_tasks(job: Job) -> list[Placement]:
+    if not job.placements or job.phase is Phase.PENDING:
+        return []
+    exited = {rank for rank, _ in job.rank_exits}
+    return [p for p in job.placements if p.rank not in exited]
+
+
+class ClusterState:
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self.jobs: dict[str, Job] = {}
+        self.nodes: dict[str, Node] = {}
+        self.teams: dict[str, Team] = {}
+        self._revs: dict[str, int] = {}
+        # node id -> {(job id, rank): placement} of live tasks
+        self.node_tasks: dict[str, dict[tuple[str, int], Placement]] = defaultdict(dict)
+        self.pending: dict[str, None] = {}  # job ids in PENDING, in submission order
+        self._load()
+
+    # ---- loading -------------------------------------------------------------------------
+    def _load(self) -> None:
+        for kv in self.store.range(TEAMS):
+            team = team_from_dict(orjson.loads(kv.value))
+            self.teams[team.name] = team
+            self._revs[kv.key] = kv.mod_revision
+        for kv in self.store.range(NODES):
+            node = node_from_dict(orjson.loads(kv.value))
+            self.nodes[node.id] = node
+            self._revs[kv.key] = kv.mod_revision
+        jobs = []
+        for kv in self.store.range(JOBS):
+            jobs.append(job_from_dict(orjson.loads(kv.value)))
+            self._revs[kv.key] = kv.mod_revision
+        for job in sorted(jobs, key=lambda j: (j.submitted_at, j.id)):
+            self.jobs[job.id] = job
+            self._index(None, job)
+
+    # ---- indexes -------------------------------------------------------------------------
+    def _index(self, old: Job | None, new: Job) -> None:
+        if old is not None:
+            for p in live_tasks(old):
+                self.node_tasks[p.node_id].pop((old.id, p.rank), None)
+        for p in live_tasks(new):
+            self.node_tasks[p.node_id][(new.id, p.rank)] = p
+        if new.phase is Phase.PENDING:
+            self.pending[new.id] = None
+        else:
+            self.pending.pop(new.id, None)
+
+    def node_tasks_of(self, job_id: str) -> list[Placement]:
+        job = self.jobs.get(job_id)
+        return live_tasks(job) if job is not None else []
+
+    def allocated(self, node_id: str) -> tuple[Resources, set[int]]:
+        """Resources and GPU indices held by live tasks on a node."""
+        used = Resources()
+        gpus: set[int] = set()
+        for (job_id, _), p in self.node_tasks.get(node_id, {}).items():
+            used = used + self.jobs[job_id].spec.resources
+            gpus.update(p.gpu_indices)
+        return used, gpus
+
+    # ---- writes --------------------------------------------------------------------------
+    def create_job(self, job: Job) -> bool:
+        """Store a new job; False if the id is taken."""
+        key = JOBS + job.id
+        res = self.store.txn([Compare(key, 0)], [Put(key, orjson.dumps(job_to_dict(job)))])
+        if not res.succeeded:
+            return False
+        self._revs[key] = res.revision
+        self.jobs[job.id] = job
+        self._index(None, job)
+        return True
+
+    def update_jobs(self, new_jobs: Iterable[Job]) -> None:
+        """Write changed jobs in one guarded transaction; every phase change is checked."""
+        batch = {j.id: j for j in new_jobs}
+        if not batch:
+            return
+        compares, puts = [], []
+        for job in batch.values():
+            old = self.jobs.get(job.id)
+            if old is None:
+                raise KeyError(f"job {job.id} does not exist")
+            check_transition(old.phase, job.phase)
+            key = JOBS + job.id
+            compares.append(Compare(key, self._revs[key]))
+            puts.append(Put(key, orjson.dumps(job_to_dict(job))))
+        res = self.store.txn(compares, puts)
+        if not res.succeeded:
+            raise ConflictError(f"store changed under the control plane (keys {', '.join(res.failed_keys)})")
+        for job in batch.values():
+            self._revs[JOBS + job.id] = res.revision
+            old = self.jobs[job.id]
+            self.jobs[job.id] = job
+            self._index(old, job)
+
+    def put_node(self, node: Node) -> None:
+        self._put(NODES + node.id, node_to_dict(node))
+        self.nodes[node.id] = node
+
+    def put_team(self, team: Team) -> None:
+        self._put(TEAMS + team.name, team_to_dict(team))
+        self.teams[team.name] = team
+
+    def _put(self, key: str, data: dict) -> None:
+        res = self.store.txn([Compare(key, self._revs.get(key, 0))], [Put(key, orjson.dumps(data))])
+        if not res.succeeded:
+            raise ConflictError(f"store changed under the control plane (key {key})")
+        self._revs[key] = res.revision

@@ -1,0 +1,1 @@
+"""Public test kit: builders, a manual clock, and the provider and store contract suites."""
