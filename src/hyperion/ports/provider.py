@@ -8,8 +8,9 @@ the caller's loop but collected and polled with ``drain_errors``.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 
 class Capability(enum.Flag):

@@ -10,8 +10,9 @@ Glossary:
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import AsyncIterator, Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,11 @@ class StateStore(Protocol):
 
     def watch(self, prefix: str, start_revision: int) -> AsyncIterator[WatchEvent]:
         """Changes to keys under ``prefix`` with mod_revision >= ``start_revision``, in order."""
+        ...
+
+    def compact(self, keep_last: int) -> int:
+        """Forget change history older than the last ``keep_last`` revisions; returns the
+        compacted revision. Watches that start before it raise ``CompactedError``."""
         ...
 
     def close(self) -> None: ...

@@ -113,7 +113,8 @@ class ControlPlane:
             loop.add_signal_handler(sig, self._stop.set)
         tasks = [asyncio.create_task(web.serve(sockets=[http_sock]), name="rest"),
                  asyncio.create_task(self.scheduler.run(), name="scheduler"),
-                 asyncio.create_task(self.health.run(), name="health")]
+                 asyncio.create_task(self.health.run(), name="health"),
+                 asyncio.create_task(self._compact_forever(), name="compaction")]
         info = {"pid": os.getpid(), "api": api_addr, "grpc": grpc_addr, "started_at": self.clock.now()}
         _write_json(cfg.data_dir / "controlplane.json", info)
         log.info("control plane up: REST %s, gRPC %s, data dir %s", api_addr, grpc_addr, cfg.data_dir)
@@ -136,6 +137,12 @@ class ControlPlane:
                     (cfg.data_dir / "controlplane.json").unlink()
             self.store.close()
             log.info("control plane stopped")
+
+    async def _compact_forever(self, every_s: float = 60.0, keep_last: int = 100_000) -> None:
+        """The store's change history would grow without bound at thousands of writes a second."""
+        while True:
+            await asyncio.sleep(every_s)
+            self.store.compact(keep_last)
 
     async def _ensure_local_agents(self, grpc_addr: str) -> None:
         cfg = self.config

@@ -1,4 +1,5 @@
-"""Filter: the node is schedulable, has the requested GPU type and room for one replica."""
+"""Filter: the node is schedulable and has the requested GPU type. (Room for one replica is
+checked by the framework itself, since placing a replica always takes its resources.)"""
 
 from __future__ import annotations
 
@@ -13,7 +14,4 @@ class NodeFit:
             return "node not ready or cordoned"
         if job.gpu_type and node.gpu_type != job.gpu_type:
             return f"gpu type {node.gpu_type or 'none'} is not {job.gpu_type}"
-        short = job.per_replica.shortfall(node.free)
-        if short:
-            return "insufficient " + ", ".join(short)
         return None

@@ -1,0 +1,152 @@
+"""The ``up`` and ``down`` commands: a whole cluster on this machine, one data dir each.
+
+The process mechanics (start detached, wait, signal) live in ``cli.daemon``; this module decides
+what to say. Everything ``up`` prints is safe to paste: the admin token's *path*, never the token.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hyperion.cli.context import (
+    LOG_FILE,
+    CliError,
+    CliState,
+    read_controlplane,
+    resolve_data_dir,
+)
+from hyperion.cli.daemon import (
+    DEFAULT_OPTIONS,
+    READY_TIMEOUT_S,
+    STOP_GRACE_S,
+    admin_token_path,
+    is_ours,
+    load_config,
+    merge_options,
+    running_controlplane,
+    save_config,
+    start_daemon,
+    stop_local_agents,
+    stop_process,
+    wait_healthy,
+    wait_nodes_ready,
+)
+
+
+def _default(name: str) -> str:
+    return f"[default: {DEFAULT_OPTIONS[name]}, or as at the last `up`]"
+
+
+@click.command()
+@click.option("--agents", type=click.IntRange(min=0), help=f"Local agents (nodes) to run. {_default('agents')}")
+@click.option("--gpus-per-agent", type=click.IntRange(min=0),
+              help=f"GPUs each local agent reports. {_default('gpus_per_agent')}")
+@click.option("--gpu-type", help="GPU model the local agents report (e.g. A100).")
+@click.option("--host", help=f"Address the API listens on. {_default('host')}")
+@click.option("--port", type=click.IntRange(0, 65535),
+              help=f"REST API port; 0 picks a free one. {_default('port')}")
+@click.option("--grpc-port", type=click.IntRange(0, 65535),
+              help=f"gRPC port; 0 picks a free one. {_default('grpc_port')}")
+@click.pass_obj
+def up(state: CliState, **given: Any) -> None:
+    """Start a control plane and local agents for the data dir (does nothing if already up)."""
+    data_dir = state.data_dir.resolve()
+    info, is_healthy = running_controlplane(data_dir)
+    if info is not None:
+        if not is_healthy:
+            raise CliError(
+                f"control plane process {info.get('pid')} is running but its API at "
+                f"{info.get('api')} does not answer; see {data_dir / LOG_FILE}, "
+                "or run `hyperion down` and `hyperion up` again")
+        click.echo(f"control plane already running at {info.get('api')} (pid {info.get('pid')}, "
+                   f"data dir {data_dir})")
+        if any(v is not None for v in given.values()):
+            click.echo("options ignored; run `hyperion down`, then `hyperion up` with new options",
+                       err=True)
+        return
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    options = merge_options(given, load_config(data_dir))
+    click.echo(f"starting control plane in {data_dir} ...", err=True)
+    process, log_offset = start_daemon(data_dir, options)
+    info = wait_healthy(process, data_dir, log_offset)
+    save_config(data_dir, options)  # only options that started a healthy control plane
+    want = int(options["agents"])
+    if want:
+        click.echo(f"waiting for {want} node(s) to report ready ...", err=True)
+    ready, reached = wait_nodes_ready(info["api"], data_dir, want)
+    click.echo(summary(info, data_dir, ready, default_dir=_is_default_dir(state, data_dir)))
+    if not reached:
+        raise CliError(
+            f"only {len(ready)} of {want} node(s) were ready after {READY_TIMEOUT_S:g} s; "
+            f"see {data_dir / LOG_FILE} (the control plane keeps running; `hyperion nodes` "
+            "shows their state)")
+
+
+def _is_default_dir(state: CliState, data_dir: Path) -> bool:
+    """Would a later command without ``--data-dir`` find this data dir?"""
+    return resolve_data_dir(None, state.env).resolve() == data_dir
+
+
+def summary(info: dict[str, Any], data_dir: Path, ready: list[dict[str, Any]],
+            default_dir: bool = True) -> str:
+    """What ``up`` prints once the cluster is ready (addresses, token path, size, next steps)."""
+    gpus = sum(int(n.get("gpus") or 0) for n in ready)
+    lines = [
+        f"control plane running (pid {info.get('pid')})",
+        f"  API:          {info.get('api')}",
+        f"  gRPC:         {info.get('grpc', '-')}",
+        f"  admin token:  {admin_token_path(data_dir)}",
+        f"  nodes:        {len(ready)} ready, {gpus} GPUs",
+        f"  log:          {data_dir / LOG_FILE}",
+        "",
+        "next steps:",
+    ]
+    if not default_dir:
+        lines.append(f"  export HYPERION_HOME={data_dir}")
+    lines += [
+        "  hyperion nodes",
+        "  hyperion submit examples/jobs/hello.yaml",
+        "  hyperion queue",
+        "  hyperion down",
+    ]
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("--keep-agents", is_flag=True, help="Stop only the control plane; agents keep running.")
+@click.pass_obj
+def down(state: CliState, keep_agents: bool) -> None:
+    """Stop the control plane and local agents of the data dir; state stays on disk."""
+    data_dir = state.data_dir.resolve()
+    info = read_controlplane(data_dir) or {}
+    pid = info.get("pid")
+    stopped = False
+    if is_ours(pid):
+        stopped = True
+        killed = stop_process(pid)
+        how = f" (killed after {STOP_GRACE_S:g} s)" if killed else ""
+        click.echo(f"stopped control plane (pid {pid}){how}")
+    else:
+        click.echo(f"no control plane running for {data_dir}")
+    if keep_agents:
+        click.echo("local agents left running (--keep-agents)")
+        return
+    if not data_dir.is_dir():
+        click.echo("no local agents running")
+        return
+    try:
+        ids = stop_local_agents(data_dir)
+    except ImportError as err:
+        raise CliError(f"cannot stop local agents: {err}") from None
+    if ids:
+        click.echo(f"stopped {len(ids)} local agent(s): {', '.join(ids)}")
+    else:
+        click.echo("no local agents running")
+    if stopped or ids:
+        click.echo(f"state kept in {data_dir}", err=True)
+
+
+COMMANDS = (up, down)

@@ -1,0 +1,205 @@
+"""Turning API objects into what the terminal shows: tables, detail views and clean JSON.
+
+Everything here is a pure function from plain dicts (and an explicit ``now``) to strings, so the
+formats are tested without a server. Conventions, after kubectl:
+
+- ages are one unit, rounded down: ``5s``, ``3m``, ``2h``, ``4d``; unknown is ``-``;
+- memory is binary gigabytes: ``16Gi``, ``7.5Gi``;
+- tables are left-aligned columns separated by three spaces, upper-case headers;
+- ``-o json`` output is JSON only (indented), nothing else on stdout.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Sequence
+from typing import Any
+
+import click
+import orjson
+import yaml
+
+JOB_COLUMNS = ("ID", "NAME", "TEAM", "PHASE", "PRIORITY", "GPUS", "NODE", "AGE", "REASON")
+NODE_COLUMNS = ("ID", "STATE", "GPUS", "FREE", "GPU-TYPE", "CPUS", "MEMORY", "CPU%", "AGE")
+REASON_WIDTH = 48
+TERMINAL_PHASES = frozenset({"succeeded", "failed", "cancelled"})
+
+# Fields shown first, in this order, by ``job_detail``; any others follow alphabetically.
+JOB_DETAIL_ORDER = (
+    "id", "name", "team", "user", "phase", "exit_code", "priority", "queue", "replicas", "gpus",
+    "attempt", "node", "nodes", "submitted_at", "started_at", "finished_at", "reason",
+)
+_TIME_FIELDS = frozenset({"submitted_at", "started_at", "finished_at", "last_seen",
+                          "created_at", "registered_at", "updated_at"})
+
+
+def dump_json(value: Any) -> str:
+    """Indented JSON text for ``-o json`` (non-str keys and odd types are stringified)."""
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS,
+                        default=str).decode()
+
+
+def format_age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def age_since(timestamp: float | None, now: float) -> str:
+    return "-" if timestamp is None else format_age(now - timestamp)
+
+
+def format_memory(num_bytes: float | None) -> str:
+    if num_bytes is None:
+        return "-"
+    gib = num_bytes / 2**30
+    text = f"{gib:.0f}" if gib >= 10 else f"{gib:.1f}".removesuffix(".0")
+    return f"{text}Gi"
+
+
+def format_number(value: Any) -> str:
+    """``16`` for 16.0, ``0.5`` for 0.5, ``-`` for None."""
+    if value is None:
+        return "-"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def format_time(timestamp: float | None, now: float) -> str:
+    """``2025-01-02 13:04:05 (3m ago)`` in local time; ``-`` when unset."""
+    if timestamp is None:
+        return "-"
+    when = _dt.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{when} ({format_age(now - timestamp)} ago)"
+
+
+def truncate(text: str, width: int) -> str:
+    text = " ".join(str(text).split())  # one line in a table cell
+    return text if len(text) <= width else text[: max(0, width - 3)] + "..."
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers]] + [["-" if c is None or c == "" else str(c) for c in row]
+                                           for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def job_gpus(job: dict[str, Any]) -> str:
+    """Total GPUs as ``4`` for one replica, ``2x4`` for two replicas of 4."""
+    gpus, replicas = job.get("gpus"), job.get("replicas") or 1
+    if gpus is None:
+        return "-"
+    return f"{replicas}x{gpus}" if replicas > 1 else str(gpus)
+
+
+def job_node(job: dict[str, Any]) -> str:
+    nodes = [n for n in (job.get("nodes") or []) if n]
+    if not nodes:
+        return job.get("node") or "-"
+    return nodes[0] if len(nodes) == 1 else f"{nodes[0]}+{len(nodes) - 1}"
+
+
+def job_row(job: dict[str, Any], now: float) -> list[str]:
+    return [
+        job.get("id", "-"), job.get("name") or "-", job.get("team") or "-", job.get("phase", "-"),
+        str(job.get("priority", "-")), job_gpus(job), job_node(job),
+        age_since(job.get("submitted_at"), now), truncate(job.get("reason") or "", REASON_WIDTH),
+    ]
+
+
+def jobs_table(jobs: Sequence[dict[str, Any]], now: float) -> str:
+    return render_table(JOB_COLUMNS, [job_row(j, now) for j in jobs])
+
+
+def node_state(node: dict[str, Any]) -> str:
+    state = node.get("state", "-")
+    return f"{state},cordoned" if node.get("cordoned") else state
+
+
+def node_row(node: dict[str, Any], now: float) -> list[str]:
+    metrics = node.get("metrics") or {}
+    cpu = metrics.get("cpu_utilization_percent")
+    born = next((node[k] for k in ("registered_at", "created_at", "joined_at") if node.get(k)), None)
+    return [
+        node.get("id", "-"), node_state(node), str(node.get("gpus", "-")),
+        str(node.get("free_gpus", "-")), node.get("gpu_type") or "-", format_number(node.get("cpus")),
+        format_memory(node.get("memory")), "-" if cpu is None else f"{cpu:.0f}%",
+        age_since(born, now),
+    ]
+
+
+def nodes_table(nodes: Sequence[dict[str, Any]], now: float) -> str:
+    return render_table(NODE_COLUMNS, [node_row(n, now) for n in nodes])
+
+
+def _detail_value(key: str, value: Any, now: float) -> str:
+    if value is None or value == "":
+        return "-"
+    if key in _TIME_FIELDS and isinstance(value, (int, float)):
+        return format_time(value, now)
+    if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+        return ", ".join(str(v) for v in value) or "-"
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value, default=str).decode() if value else "-"
+    return str(value)
+
+
+def job_detail(job: dict[str, Any], now: float) -> str:
+    """The human view of ``hyperion status``: every field, then placements, the reason and the
+    spec as submitted."""
+    sections = ("placements", "reason", "spec")
+    keys = [k for k in JOB_DETAIL_ORDER if k in job and k not in sections]
+    keys += sorted(k for k in job if k not in JOB_DETAIL_ORDER and k not in sections)
+    width = max((len(k) for k in keys), default=0) + 2
+    lines = [f"{(k + ':').ljust(width)}{_detail_value(k, job[k], now)}" for k in keys]
+    placements = job.get("placements") or []
+    lines.append("")
+    if placements:
+        lines.append("Placements:")
+        rows = [[p.get("rank", "-"), p.get("node") or "-", _gpu_list(p.get("gpus"))]
+                for p in sorted(placements, key=lambda p: p.get("rank", 0))]
+        lines += ["  " + line for line in render_table(("RANK", "NODE", "GPUS"), rows).splitlines()]
+    else:
+        lines.append("Placements: none")
+    lines.append("")
+    lines.append(f"Reason: {job.get('reason') or '-'}")
+    if job.get("spec"):
+        spec = yaml.safe_dump(job["spec"], sort_keys=False, default_flow_style=False).rstrip()
+        lines += ["", "Spec:"] + ["  " + line for line in spec.splitlines()]
+    return "\n".join(lines)
+
+
+def _gpu_list(gpus: Any) -> str:
+    if isinstance(gpus, (list, tuple)):
+        return ",".join(str(g) for g in gpus) or "-"
+    return "-" if gpus is None else str(gpus)
+
+
+def wait_exit_code(job: dict[str, Any]) -> int:
+    """The process exit code for ``submit --wait``: the job's own, 1 if it failed without one,
+    130 if it was cancelled."""
+    phase, code = job.get("phase"), job.get("exit_code")
+    if phase == "cancelled":
+        return 130
+    if isinstance(code, int) and not isinstance(code, bool):
+        code = 128 - code if code < 0 else code  # killed by signal N -> 128+N, as shells do
+        code = code if code <= 255 else 1
+    else:
+        code = 0
+    if phase == "failed" and code == 0:
+        return 1
+    return code
+
+
+def output_option(command: Any) -> Any:
+    """The ``-o/--output table|json`` option every read command takes."""
+    return click.option("-o", "--output", "output", type=click.Choice(["table", "json"]),
+                        default="table", show_default=True,
+                        help="table for people, json for scripts (JSON only on stdout).")(command)
