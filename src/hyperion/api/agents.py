@@ -55,7 +55,6 @@ class AgentHub(agent_pb2_grpc.AgentControlServicer):
 
     # ---- commands (Dispatcher) -----------------------------------------------------------
     def start(self, job: Job) -> None:
-        spec = job.spec
         for p in job.placements:
             session = self.sessions.get(p.node_id)
             if session is not None:

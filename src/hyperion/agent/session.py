@@ -1,0 +1,212 @@
+"""The agent's end of ``AgentControl.Connect``: dial, say Hello, dispatch commands, reconnect.
+
+Glossary:
+    session   one Connect stream. It starts with Hello (inventory + every unacked task) and
+              the control plane's Welcome; it ends when either side closes or the network
+              fails. Tasks keep running between sessions.
+    outbox    the messages waiting to be written on the current stream. It is emptied when a
+              stream ends: reports are superseded by the next Hello, log bytes are resent
+              from the offsets in the next Welcome, heartbeats and metrics are not worth
+              keeping. Messages put while no stream is open are dropped for the same reason.
+    ready     the Welcome arrived on the current stream (log offsets are known)
+
+Reconnects back off exponentially from 0.1 s to 2 s, forever. The token is re-read from its
+file on every attempt (so it can be rotated) and is never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from pathlib import Path
+from typing import Protocol
+
+import grpc
+
+from hyperion.api._generated.hyperion.v1 import agent_pb2, agent_pb2_grpc
+
+log = logging.getLogger("hyperiond.session")
+
+BACKOFF_MIN_S = 0.1
+BACKOFF_MAX_S = 2.0
+WELCOME_TIMEOUT_S = 30.0
+
+
+class Outbox:
+    """A queue of AgentMessages for the current stream, with a soft limit for log bytes."""
+
+    def __init__(self, high_water: int = 64) -> None:
+        self.high_water = high_water
+        self.accepting = False  # a stream is open and Hello was sent
+        self.ready = False      # and its Welcome arrived
+        self._queue: collections.deque[agent_pb2.AgentMessage] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def open(self) -> None:
+        self._queue.clear()
+        self.accepting, self.ready = True, False
+        self._room.set()
+
+    def close(self) -> None:
+        self._queue.clear()
+        self.accepting = self.ready = False
+        self._room.set()
+
+    def put(self, msg: agent_pb2.AgentMessage) -> None:
+        if not self.accepting:
+            return
+        self._queue.append(msg)
+        self._wakeup.set()
+        if len(self._queue) >= self.high_water:
+            self._room.clear()
+
+    def has_room(self) -> bool:
+        return len(self._queue) < self.high_water
+
+    async def wait_room(self) -> None:
+        await self._room.wait()
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    async def take(self) -> list[agent_pb2.AgentMessage]:
+        """Everything queued, waiting for at least one message."""
+        while not self._queue:
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        batch = list(self._queue)
+        self._queue.clear()
+        self._room.set()
+        return batch
+
+
+class SessionHandler(Protocol):
+    def hello(self) -> agent_pb2.Hello: ...
+
+    def on_message(self, msg: agent_pb2.ControlMessage) -> None: ...
+
+
+class Session:
+    """Keeps one Connect stream to the control plane open, reconnecting forever."""
+
+    def __init__(self, target: str, token_file: Path, outbox: Outbox, handler: SessionHandler,
+                 heartbeat_interval_s: float = 1.0) -> None:
+        self.target, self.token_file, self.outbox, self.handler = target, token_file, outbox, handler
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self._call: grpc.aio.StreamStreamCall | None = None
+        self._writing = False
+        self._last_problem = ""
+
+    async def run(self) -> None:
+        delay = BACKOFF_MIN_S
+        while True:
+            if await self._session():
+                delay = BACKOFF_MIN_S
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX_S)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Waits (up to ``timeout_s``) for the outbox to be written, then half-closes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.outbox.accepting and (self.outbox.pending() or self._writing):
+            if loop.time() > deadline:
+                log.warning("%d messages not sent before shutdown", self.outbox.pending())
+                return
+            await asyncio.sleep(0.01)
+        call = self._call
+        if call is not None and not call.done():
+            try:
+                await asyncio.wait_for(call.done_writing(), max(deadline - loop.time(), 0.1))
+            except (TimeoutError, grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                pass
+
+    async def _session(self) -> bool:
+        """One stream, start to end; True if the control plane welcomed us."""
+        try:
+            token = self.token_file.read_text().strip()
+        except OSError as exc:
+            self._problem(f"cannot read token file {self.token_file}: {exc.strerror or exc}")
+            return False
+        welcomed = False
+        async with grpc.aio.insecure_channel(self.target) as channel:
+            call = agent_pb2_grpc.AgentControlStub(channel).Connect(
+                metadata=(("authorization", f"Bearer {token}"),))
+            self._call = call
+            writer: asyncio.Task | None = None
+            try:
+                self.outbox.open()
+                await call.write(agent_pb2.AgentMessage(hello=self.handler.hello()))
+                writer = asyncio.create_task(self._write(call))
+                while True:
+                    if welcomed:
+                        msg = await call.read()
+                    else:
+                        msg = await asyncio.wait_for(call.read(), WELCOME_TIMEOUT_S)
+                    if msg is grpc.aio.EOF:
+                        self._problem("control plane closed the stream")
+                        break
+                    if msg.WhichOneof("kind") == "welcome":
+                        welcomed = True
+                        self.outbox.ready = True
+                        if msg.welcome.heartbeat_interval_s > 0:
+                            self.heartbeat_interval_s = msg.welcome.heartbeat_interval_s
+                        self._connected()
+                    try:
+                        self.handler.on_message(msg)
+                    except Exception:  # noqa: BLE001 - one bad command must not end the session
+                        log.exception("error handling %s", msg.WhichOneof("kind"))
+            except grpc.aio.AioRpcError as exc:
+                self._problem(_describe(exc))
+            except asyncio.InvalidStateError:
+                self._problem("stream ended while writing")
+            except TimeoutError:
+                self._problem(f"no Welcome within {WELCOME_TIMEOUT_S:.0f}s of Hello")
+            finally:
+                self.outbox.close()
+                self._call = None
+                if writer is not None:
+                    writer.cancel()
+                call.cancel()
+        return welcomed
+
+    async def _write(self, call: grpc.aio.StreamStreamCall) -> None:
+        try:
+            while True:
+                batch = await self.outbox.take()
+                self._writing = True
+                for msg in batch:
+                    await call.write(msg)
+                self._writing = False
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a broken stream; the reader reconnects
+            log.debug("write failed: %s", exc)
+            call.cancel()
+        finally:
+            self._writing = False
+
+    def _connected(self) -> None:
+        log.info("connected to control plane %s", self.target)
+        self._last_problem = ""
+
+    def _problem(self, text: str) -> None:
+        if text != self._last_problem:
+            log.warning("control plane %s: %s; retrying", self.target, text)
+        else:
+            log.debug("control plane %s: %s; retrying", self.target, text)
+        self._last_problem = text
+
+
+def _describe(exc: grpc.aio.AioRpcError) -> str:
+    code = exc.code()
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return "token rejected (UNAUTHENTICATED); check --token-file"
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return f"permission denied: {exc.details()}"
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return "unavailable"
+    return f"{code.name}: {exc.details()}"
