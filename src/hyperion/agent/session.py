@@ -99,6 +99,7 @@ class Session:
         self._call: grpc.aio.StreamStreamCall | None = None
         self._writing = False
         self._last_problem = ""
+        self._closing = False
 
     async def run(self) -> None:
         delay = BACKOFF_MIN_S
@@ -110,6 +111,7 @@ class Session:
 
     async def drain(self, timeout_s: float) -> None:
         """Waits (up to ``timeout_s``) for the outbox to be written, then half-closes."""
+        self._closing = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while self.outbox.accepting and (self.outbox.pending() or self._writing):
@@ -194,7 +196,7 @@ class Session:
         self._last_problem = ""
 
     def _problem(self, text: str) -> None:
-        if text != self._last_problem:
+        if text != self._last_problem and not self._closing:
             log.warning("control plane %s: %s; retrying", self.target, text)
         else:
             log.debug("control plane %s: %s; retrying", self.target, text)
@@ -208,5 +210,5 @@ def _describe(exc: grpc.aio.AioRpcError) -> str:
     if code == grpc.StatusCode.PERMISSION_DENIED:
         return f"permission denied: {exc.details()}"
     if code == grpc.StatusCode.UNAVAILABLE:
-        return "unavailable"
+        return f"unavailable ({(exc.details() or '')[:200]})"
     return f"{code.name}: {exc.details()}"

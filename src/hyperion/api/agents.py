@@ -140,16 +140,16 @@ class AgentHub(agent_pb2_grpc.AgentControlServicer):
         acks = self._apply_reports(hello.node_id, list(hello.tasks))
         known = {(t.task.job_id, t.task.attempt, t.task.rank) for t in hello.tasks}
         desired, missing = [], []
-        offsets = []
         for (job_id, rank), p in self.state.node_tasks.get(node.id, {}).items():
             job = self.state.jobs[job_id]
             if job.phase.terminal:
                 continue  # cancelled or failed: the agent stops what it still runs
-            ref = apb.TaskRef(job_id=job_id, attempt=job.attempt, rank=rank)
-            desired.append(ref)
-            offsets.append(apb.LogOffset(task=ref, offset=self.service.logs.size(job_id, job.attempt, rank)))
+            desired.append(apb.TaskRef(job_id=job_id, attempt=job.attempt, rank=rank))
             if (job_id, job.attempt, rank) not in known:
                 missing.append((job, p))
+        # how much of each task's log we hold, so the agent resends only the rest
+        offsets = [apb.LogOffset(task=apb.TaskRef(job_id=j, attempt=a, rank=r), offset=self.service.logs.size(j, a, r))
+                   for j, a, r in known | {(d.job_id, d.attempt, d.rank) for d in desired}]
         session.send(apb.ControlMessage(welcome=apb.Welcome(
             desired=desired, log_offsets=offsets, heartbeat_interval_s=self.heartbeat_interval)))
         for ref in acks:
