@@ -132,13 +132,18 @@ def schedule(snapshot: Snapshot, profile: Profile) -> Plan:
     work = [_Free(n) for n in snapshot.nodes]
     bound = _max_free(work)
     hostable: dict[tuple, bool] = {}
+    unschedulable = sum(1 for w in work if not w.node.schedulable)
+    schedulable = len(work) - unschedulable
     assignments: list[Assign] = []
     verdicts: dict[str, Verdict] = {}
 
     for job in sorted(snapshot.pending, key=order):
         short = job.per_replica.shortfall(bound)
         if short:  # no node has room for one replica: skip the node scan
-            verdicts[job.id] = _verdict(job, snapshot, hostable, (f"insufficient {', '.join(short)} on every node",), 0)
+            text = (f"{schedulable} node(s): insufficient {', '.join(short)}",) if schedulable else ()
+            if unschedulable:
+                text += (f"{unschedulable} node(s): node not ready or cordoned",)
+            verdicts[job.id] = _verdict(job, snapshot, hostable, text, 0)
             continue
         placed: list[tuple[int, _Free, tuple[int, ...]]] = []
         reasons: Counter[str] = Counter()

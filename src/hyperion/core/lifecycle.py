@@ -8,7 +8,8 @@ Rules:
 - A job is RUNNING when its first rank reports running.
 - An attempt ends when every placed rank has exited. Then: all exit codes 0 -> SUCCEEDED;
   otherwise the attempt failed: with retries left (``spec.max_retries``) the job goes back to
-  PENDING, else FAILED with the first non-zero exit code.
+  PENDING, else FAILED with the exit code of the first rank that failed (first in time: the ranks
+  stopped because of it exit later, with 143, and must not take the blame).
 - When one rank fails, the other live ranks of the attempt are stopped (a gang runs together).
 - A cancelled job is terminal at once; its live tasks are stopped and keep holding their
   resources until they are reported exited.
@@ -64,7 +65,7 @@ def _attempt_over(job: Job, at: float, why: str) -> Job:
     if job.phase.terminal:  # cancelled: just record the exits
         codes = [c for _, c in job.rank_exits]
         return replace(job, exit_code=job.exit_code if job.exit_code is not None else (codes[0] if codes else None))
-    failed = [(r, c) for r, c in sorted(job.rank_exits) if c != 0]
+    failed = [(r, c) for r, c in job.rank_exits if c != 0]  # in the order they happened
     if not failed:
         return replace(job, phase=Phase.SUCCEEDED, exit_code=0, finished_at=at, reason="")
     rank, code = failed[0]
@@ -90,9 +91,10 @@ def cancel(job: Job, at: float, reason: str = "cancelled by user") -> tuple[Job,
 
 def node_lost(job: Job, node_id: str, at: float) -> tuple[Job, list[Placement]]:
     """Every live rank of ``job`` on ``node_id`` is gone."""
-    stops: list[Placement] = []
+    stops: dict[int, Placement] = {}
     for p in live(job):
         if p.node_id == node_id:
             job, more = task_exited(job, job.attempt, p.rank, LOST_EXIT_CODE, at, f"node {node_id} lost")
-            stops.extend(more)
-    return job, [s for s in stops if s.node_id != node_id]
+            stops.update((s.rank, s) for s in more)
+    exited = {rank for rank, _ in job.rank_exits}
+    return job, [s for r, s in sorted(stops.items()) if s.node_id != node_id and r not in exited]

@@ -73,10 +73,16 @@ class ClusterState:
                 self.node_tasks[p.node_id].pop((old.id, p.rank), None)
         for p in live_tasks(new):
             self.node_tasks[p.node_id][(new.id, p.rank)] = p
-        if new.phase is Phase.PENDING:
-            self.pending[new.id] = None
-        else:
+        if new.phase is not Phase.PENDING:
             self.pending.pop(new.id, None)
+        elif new.id not in self.pending:
+            if old is not None and self.pending and self.jobs[next(reversed(self.pending))].submitted_at > new.submitted_at:
+                # back in the queue after a retry: keep submission order (rare, so a re-sort is fine)
+                self.pending[new.id] = None
+                order = sorted(self.pending, key=lambda i: (self.jobs[i].submitted_at if i != new.id else new.submitted_at, i))
+                self.pending = dict.fromkeys(order)
+            else:
+                self.pending[new.id] = None
 
     def node_tasks_of(self, job_id: str) -> list[Placement]:
         job = self.jobs.get(job_id)
