@@ -49,7 +49,8 @@ def test_jobs_wait_for_gpus_and_say_why(cluster):
     waiting = cluster.wait(lambda: c.get(f"/v1/jobs/{third['id']}").json(),
                            lambda j: j["phase"] == "pending" and "insufficient gpus" in j["reason"], 10, "a reason")
     assert waiting["verdict"] == "unschedulable"
-    assert c.get(f"/v1/jobs/{never['id']}").json()["verdict"] == "unresolvable"
+    cluster.wait(lambda: c.get(f"/v1/jobs/{never['id']}").json(), lambda j: j["verdict"] == "unresolvable", 10,
+                 "the too-large job to be unresolvable")
     assert c.delete(f"/v1/jobs/{big['id']}").json()["phase"] == "cancelled"
     cluster.wait_jobs([third["id"]], phases=("succeeded",), timeout=20)
 
@@ -186,3 +187,15 @@ def test_log_follow_streams_until_the_job_ends(cluster):
     with cluster.client().stream("GET", f"/v1/jobs/{job['id']}/logs", params={"follow": "true"}) as r:
         body = b"".join(r.iter_bytes())
     assert body == b"line1\nline2\nline3\n"
+
+
+def test_after_a_restart_nodes_are_ready_only_once_their_agent_is_back(cluster):
+    victim, survivor = sorted(cluster.agent_pids().items())
+    cluster.kill9()
+    kill_pid(victim[1])
+    cluster.start()
+    states = cluster.wait(lambda: {n["id"]: n["state"] for n in cluster.client().get("/v1/nodes").json()["items"]},
+                          lambda s: s.get(survivor[0]) == "ready", 10, "the surviving agent to reconnect")
+    assert states[victim[0]] == "not-ready"
+    job = cluster.submit({"name": "after", "command": "echo ok"})
+    assert cluster.wait_jobs([job["id"]])[job["id"]]["node"] == survivor[0]

@@ -200,11 +200,12 @@ class AgentHub(agent_pb2_grpc.AgentControlServicer):
     def node_lost(self, node_id: str) -> None:
         """The node missed its heartbeats: mark it not ready and end its tasks."""
         node = self.state.nodes.get(node_id)
-        if node is None or node.state is not NodeState.READY:
+        if node is None or (node.state is not NodeState.READY and not self.state.node_tasks.get(node_id)):
             return
         now = self.service.clock.now()
         log.warning("node %s missed its heartbeats: marking it not ready and ending its tasks", node_id)
-        self.state.put_node(replace(node, state=NodeState.NOT_READY, last_seen=now))
+        if node.state is not NodeState.NOT_READY:
+            self.state.put_node(replace(node, state=NodeState.NOT_READY))
         changed, stops = [], []
         for job_id in {j for j, _ in self.state.node_tasks.get(node_id, {})}:
             job, to_stop = lifecycle.node_lost(self.state.jobs[job_id], node_id, now)

@@ -20,7 +20,7 @@ import logging
 import os
 import signal
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
@@ -33,6 +33,7 @@ from hyperion.api.logs import LogStore
 from hyperion.api.rest import build_app
 from hyperion.api.service import ControlService
 from hyperion.core import PROFILES
+from hyperion.model import NodeState
 from hyperion.ports.clock import SystemClock
 from hyperion.providers.local import LocalProvider
 from hyperion.runtime.health import HealthMonitor
@@ -85,6 +86,9 @@ class ControlPlane:
         self.agent_token = auth.ensure_token_file(d / "agent.token")
         self.store = SqliteStore(d / "state.db")
         self.state = ClusterState(self.store)
+        for node in list(self.state.nodes.values()):  # not heard from yet: ready again on Hello
+            if node.state is NodeState.READY:
+                self.state.put_node(replace(node, state=NodeState.NOT_READY))
         self.clock = SystemClock()
         self.service = ControlService(self.state, self.clock, LogStore(d / "logs"), self.admin_token)
         self.hub = AgentHub(self.service, self.agent_token, config.heartbeat_interval)

@@ -1,5 +1,8 @@
 """Node health: a node whose agent has been silent for ``node_timeout`` seconds is not ready;
-its tasks are ended (and their jobs retried or failed per their spec) by ``AgentHub.node_lost``."""
+its tasks are ended (and their jobs retried or failed per their spec) by ``AgentHub.node_lost``.
+
+After a control-plane restart every node starts not ready (nobody has heard from it yet); its
+agent has ``node_timeout`` seconds to reconnect before the tasks it held are ended."""
 
 from __future__ import annotations
 
@@ -17,8 +20,11 @@ class HealthMonitor:
 
     def check(self, now: float) -> list[str]:
         lost = []
-        for node in list(self.hub.state.nodes.values()):
-            if node.state is not NodeState.READY:
+        state = self.hub.state
+        for node in list(state.nodes.values()):
+            if node.id in self.hub.sessions and node.state is not NodeState.READY:
+                continue
+            if node.state is not NodeState.READY and not state.node_tasks.get(node.id):
                 continue
             seen = self.hub.last_seen.setdefault(node.id, now)  # after a restart: a grace period
             if now - seen > self.node_timeout:
