@@ -22,20 +22,12 @@ import psutil
 
 from hyperion.agent.inventory import load_nvml
 from hyperion.api._generated.hyperion.v1 import hyperion_pb2
+from hyperion.model import GpuMetrics
 
 log = logging.getLogger("hyperiond.telemetry")
 
 
-@dataclass(frozen=True, slots=True)
-class GpuReading:
-    index: int
-    uuid: str = ""
-    utilization_percent: float = 0.0
-    memory_used_mb: float = 0.0
-    memory_total_mb: float = 0.0
-    temperature_c: float = 0.0
-    power_w: float = 0.0
-    ecc_errors: int = 0
+GpuReading = GpuMetrics  # one GPU's sample: the model's type, no copy of it
 
 
 @dataclass(frozen=True, slots=True)
