@@ -23,14 +23,10 @@ import psutil
 
 import hyperion
 from hyperion.api._generated.hyperion.v1 import agent_pb2
+from hyperion.model.quantity import size_in_bytes
 
 log = logging.getLogger("hyperiond.inventory")
 
-_UNITS = {
-    "": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
-    "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40,
-}
-_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
 _MODEL_RE = re.compile(r"^[A-Z]{1,3}\d{1,4}[A-Z]?$")
 
 
@@ -66,15 +62,13 @@ class Inventory:
 def parse_memory(text: str) -> int:
     """Bytes in ``text``: a plain byte count, or a number with a unit.
 
-    Units follow Kubernetes: k/M/G/T are powers of 1000, Ki/Mi/Gi/Ti powers of 1024; a
-    trailing "B" is allowed ("16GB", "16GiB").
+    The same syntax as job documents (``hyperion.model.quantity``): K/M/G/T are powers of 1000,
+    Ki/Mi/Gi/Ti powers of 1024; a trailing "B" is allowed ("16GB", "16GiB").
     """
-    match = _MEMORY_RE.match(text)
-    if not match:
+    size = size_in_bytes(text)
+    if size is None:
         raise ValueError(f"invalid memory size {text!r}: expected bytes or a number with a unit "
                          "(e.g. 64Gi, 512M, 1073741824)")
-    number, unit = match.groups()
-    size = int(float(number) * _UNITS[(unit or "").lower()])
     if size <= 0:
         raise ValueError(f"invalid memory size {text!r}: must be more than zero")
     return size

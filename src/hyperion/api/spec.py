@@ -43,6 +43,7 @@ from pydantic import (
 )
 
 from hyperion.model import Framework, JobSpec, Priority, Resources
+from hyperion.model.quantity import size_in_bytes
 
 __all__ = [
     "API_VERSION", "KINDS", "DataDoc", "Document", "FieldError", "JobDoc", "ResourcesDoc", "SpecError",
@@ -150,15 +151,10 @@ def _number(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-_SIZE = re.compile(r"([+-]?\d+(?:\.\d+)?)\s*([KMGTP]i?|k)?B?")
-_SIZE_UNITS = {None: 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
-               "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}
-
-
 def parse_bytes(v: object) -> int:
     """Bytes from an integer or a string with a unit: ``16Gi`` (powers of 1024), ``16G`` (of 1000)."""
-    if isinstance(v, str) and (m := _SIZE.fullmatch(v.strip())):
-        return math.ceil(Decimal(m.group(1)) * _SIZE_UNITS[m.group(2)])
+    if isinstance(v, str) and (size := size_in_bytes(v)) is not None:
+        return size
     if _number(v) and float(v).is_integer():  # type: ignore[arg-type]
         return int(v)  # type: ignore[call-overload]
     raise ValueError("expected bytes or a size with a unit (Ki Mi Gi Ti: powers of 1024; K M G T: "
