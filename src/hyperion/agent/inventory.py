@@ -23,6 +23,7 @@ import psutil
 
 import hyperion
 from hyperion.api._generated.hyperion.v1 import agent_pb2
+from hyperion.model import Gpu
 from hyperion.model.quantity import size_in_bytes
 
 log = logging.getLogger("hyperiond.inventory")
@@ -30,12 +31,7 @@ log = logging.getLogger("hyperiond.inventory")
 _MODEL_RE = re.compile(r"^[A-Z]{1,3}\d{1,4}[A-Z]?$")
 
 
-@dataclass(frozen=True, slots=True)
-class GpuInfo:
-    index: int
-    uuid: str = ""
-    name: str = ""
-    memory_mb: int = 0
+GpuInfo = Gpu  # the model's GPU description, used as discovered
 
 
 @dataclass(frozen=True, slots=True)
