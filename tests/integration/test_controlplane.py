@@ -199,3 +199,21 @@ def test_after_a_restart_nodes_are_ready_only_once_their_agent_is_back(cluster):
     assert states[victim[0]] == "not-ready"
     job = cluster.submit({"name": "after", "command": "echo ok"})
     assert cluster.wait_jobs([job["id"]])[job["id"]]["node"] == survivor[0]
+
+
+@pytest.mark.parametrize("what", ["same data dir", "port in use", "grpc port in use"])
+def test_a_second_control_plane_is_refused_clearly(cluster, tmp_path, what):
+    import subprocess
+    import sys
+
+    from hyperion.testing.cluster import free_port
+
+    data = cluster.data_dir if what == "same data dir" else tmp_path / "other"
+    port = cluster.port if what == "port in use" else free_port()
+    grpc_port = cluster.grpc_port if what == "grpc port in use" else free_port()
+    p = subprocess.run([sys.executable, "-m", "hyperion.runtime", "--data-dir", str(data), "--port", str(port),
+                        "--grpc-port", str(grpc_port)], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1
+    assert "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert cluster.client().get("/v1/nodes").status_code == 200  # the running one is unharmed

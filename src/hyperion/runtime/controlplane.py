@@ -38,7 +38,7 @@ from hyperion.ports.clock import SystemClock
 from hyperion.providers.local import LocalProvider
 from hyperion.runtime.health import HealthMonitor
 from hyperion.runtime.scheduler_loop import SchedulerLoop
-from hyperion.store import SqliteStore
+from hyperion.store import SqliteStore, StoreError
 from hyperion.store.objects import ClusterState
 
 log = logging.getLogger("hyperion.controlplane")
@@ -84,7 +84,10 @@ class ControlPlane:
         d.mkdir(parents=True, exist_ok=True)
         self.admin_token = auth.ensure_token_file(d / "admin.token")
         self.agent_token = auth.ensure_token_file(d / "agent.token")
-        self.store = SqliteStore(d / "state.db")
+        try:
+            self.store = SqliteStore(d / "state.db")
+        except StoreError as err:
+            raise SystemExit(f"error: {err}") from None
         self.state = ClusterState(self.store)
         for node in list(self.state.nodes.values()):  # not heard from yet: ready again on Hello
             if node.state is NodeState.READY:
@@ -105,8 +108,12 @@ class ControlPlane:
         api_addr = f"http://{cfg.host}:{http_sock.getsockname()[1]}"
         grpc_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         add_services(grpc_server, self.service, self.agent_token, self.hub)
-        grpc_port = grpc_server.add_insecure_port(f"{cfg.host}:{cfg.grpc_port}")
+        try:
+            grpc_port = grpc_server.add_insecure_port(f"{cfg.host}:{cfg.grpc_port}")
+        except RuntimeError:  # grpcio raises where older versions returned 0
+            grpc_port = 0
         if grpc_port == 0:
+            http_sock.close()
             raise SystemExit(f"error: cannot listen on {cfg.host}:{cfg.grpc_port} for gRPC; choose another with --grpc-port")
         grpc_addr = f"{cfg.host}:{grpc_port}"
         await grpc_server.start()
