@@ -23,7 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hyperion.model import Assign, JobView, NodeView, Placement, Plan, Resources, Snapshot, Verdict, VerdictCode
+from hyperion.core.capacity import Capacity, Slot
+from hyperion.model import Assign, JobView, Placement, Plan, Snapshot, Verdict, VerdictCode
 
 PLUGINS: dict[str, type] = {}
 
@@ -79,46 +80,10 @@ PROFILES: dict[str, Callable[[], Profile]] = {
 }
 
 
-class _Free:
-    """Mutable working copy of one node's free capacity during a cycle; its view is rebuilt only
-    after it changes."""
-
-    __slots__ = ("node", "free", "gpus", "_view")
-
-    def __init__(self, node: NodeView) -> None:
-        self.node = node
-        self.free = node.free
-        self.gpus = list(node.free_gpus)
-        self._view: NodeView | None = node
-
-    def take(self, r: Resources) -> tuple[int, ...]:
-        gpus = tuple(self.gpus[: r.gpus])
-        del self.gpus[: r.gpus]
-        self.free = self.free - r
-        self._view = None
-        return gpus
-
-    def give(self, r: Resources, gpus: tuple[int, ...]) -> None:
-        self.gpus = sorted(self.gpus + list(gpus))
-        self.free = self.free + r
-        self._view = None
-
-    def view(self) -> NodeView:
-        if self._view is None:
-            v = self.node
-            self._view = NodeView(v.id, v.gpu_type, v.capacity, self.free, tuple(self.gpus), v.schedulable, v.labels)
-        return self._view
-
-
-def _max_free(work: list[_Free]) -> Resources:
-    """Component-wise maximum of free capacity over schedulable nodes: a replica larger than
-    this in any resource fits nowhere."""
-    g = c = m = 0
-    for w in work:
-        if w.node.schedulable:
-            f = w.free
-            g, c, m = max(g, f.gpus), max(c, f.cpus_milli), max(m, f.memory)
-    return Resources(g, c, m)
+# At most this many feasible nodes are scored per replica (kube-scheduler's
+# percentageOfNodesToScore idea): scoring every node of a 10,000-node cluster for every job
+# would cost more than the placement is worth. Candidates come best fit first.
+SCORE_SAMPLE = 64
 
 
 def schedule(snapshot: Snapshot, profile: Profile) -> Plan:
@@ -129,54 +94,85 @@ def schedule(snapshot: Snapshot, profile: Profile) -> Plan:
     def order(job: JobView) -> tuple:
         return tuple(s.sort_key(job, snapshot) for s in sorters) + (job.id,)
 
-    work = [_Free(n) for n in snapshot.nodes]
-    bound = _max_free(work)
+    cap = Capacity(snapshot.nodes)
     hostable: dict[tuple, bool] = {}
-    unschedulable = sum(1 for w in work if not w.node.schedulable)
-    schedulable = len(work) - unschedulable
+    no_room: dict[tuple, Verdict] = {}  # (shape, capacity epoch) -> verdict of a job that fits nowhere
     assignments: list[Assign] = []
     verdicts: dict[str, Verdict] = {}
 
     for job in sorted(snapshot.pending, key=order):
-        short = job.per_replica.shortfall(bound)
-        if short:  # no node has room for one replica: skip the node scan
-            text = (f"{schedulable} node(s): insufficient {', '.join(short)}",) if schedulable else ()
-            if unschedulable:
-                text += (f"{unschedulable} node(s): node not ready or cordoned",)
-            verdicts[job.id] = _verdict(job, snapshot, hostable, text, 0)
+        r = job.per_replica
+        shape = (r, job.gpu_type, job.replicas, cap.epoch(job.gpu_type))
+        if shape in no_room:
+            verdicts[job.id] = no_room[shape]
             continue
-        placed: list[tuple[int, _Free, tuple[int, ...]]] = []
+        short = r.shortfall(cap.bound(job.gpu_type))
+        if short:  # no node has room for one replica: skip the node scan
+            same = len(cap.by_type.get(job.gpu_type, ())) if job.gpu_type else cap.schedulable
+            text = (f"{same} node(s): insufficient {', '.join(short)}",) if same else ()
+            verdicts[job.id] = no_room[shape] = _verdict(job, snapshot, hostable, text + _other_types(cap, job) + _cordoned(cap), 0)
+            continue
+        placed: list[tuple[int, Slot, tuple[int, ...]]] = []
         reasons: Counter[str] = Counter()
         for rank in range(job.replicas):
-            best, best_score = None, None
-            for w in work:
-                if not job.per_replica.fits_in(w.free):
+            best, best_score, feasible = None, None, 0
+            for slot in cap.candidates(r.gpus, job.gpu_type):
+                if not r.fits_in(slot.free):
                     if rank == 0:
-                        reasons["insufficient " + ", ".join(job.per_replica.shortfall(w.free))] += 1
+                        reasons["insufficient " + ", ".join(r.shortfall(slot.free))] += 1
                     continue
-                view = w.view()
-                why = next((r for f in filters if (r := f.filter(job, view, snapshot))), None)
+                view = slot.view()
+                why = next((w for f in filters if (w := f.filter(job, view, snapshot))), None)
                 if why:
                     if rank == 0:
                         reasons[why] += 1
                     continue
-                score = sum(profile.weights.get(s.name, 1.0) * s.score(job, view, snapshot) for s in scorers)
+                if not scorers:
+                    best = slot
+                    break
+                score = sum(profile.weights.get(sc.name, 1.0) * sc.score(job, view, snapshot) for sc in scorers)
                 if best is None or score > best_score:
-                    best, best_score = w, score
-                    if not scorers:
-                        break  # first fit
+                    best, best_score = slot, score
+                feasible += 1
+                if feasible >= SCORE_SAMPLE:
+                    break
             if best is None:
                 break
-            placed.append((rank, best, best.take(job.per_replica)))
+            placed.append((rank, best, cap.take(best, r)))
         if len(placed) >= job.replicas:
-            assignments.append(Assign(job.id, tuple(Placement(r, w.node.id, g) for r, w, g in placed)))
-            bound = _max_free(work)
+            assignments.append(Assign(job.id, tuple(Placement(rk, sl.node.id, g) for rk, sl, g in placed)))
             continue
-        for _, w, gpus in placed:  # roll back the partial gang
-            w.give(job.per_replica, gpus)
-        text = tuple(f"{count} node(s): {why}" for why, count in reasons.most_common())
-        verdicts[job.id] = _verdict(job, snapshot, hostable, text, len(placed))
+        if not placed:
+            cap.tighten(job.gpu_type)  # the bound let this job through but no node had room: it was loose
+        for _, slot, gpus in placed:  # roll back the partial gang
+            cap.give(slot, r, gpus)
+        if rank == 0 or not placed:
+            few = cap.too_few_gpus(r.gpus, job.gpu_type)
+            if few:
+                reasons["insufficient gpus"] += few
+        text = tuple(f"{count} node(s): {why}" for why, count in reasons.most_common()) + _other_types(cap, job) + _cordoned(cap)
+        verdict = _verdict(job, snapshot, hostable, text, len(placed))
+        verdicts[job.id] = verdict
+        if not placed and not _from_plugins(reasons):
+            no_room[(r, job.gpu_type, job.replicas, cap.epoch(job.gpu_type))] = verdict
     return Plan(tuple(assignments), verdicts)
+
+
+def _from_plugins(reasons: Counter[str]) -> bool:
+    """Whether any reason came from a plugin filter. The framework's own reasons depend only on a
+    job's shape and the capacity left; a plugin's may depend on more, so then the verdict is not
+    reused for another job of the same shape."""
+    return any(not (why.startswith("insufficient") or why.startswith("gpu type ")) for why in reasons)
+
+
+def _other_types(cap: Capacity, job: JobView) -> tuple[str, ...]:
+    if not job.gpu_type:
+        return ()
+    return tuple(f"{n} node(s): gpu type {t or 'none'} is not {job.gpu_type}" for t, n in cap.other_types(job.gpu_type).items())
+
+
+def _cordoned(cap: Capacity) -> tuple[str, ...]:
+    return (f"{cap.unschedulable} node(s): node not ready or cordoned",) if cap.unschedulable else ()
 
 
 def _verdict(job: JobView, snapshot: Snapshot, hostable: dict[tuple, bool], reasons: tuple[str, ...], placed: int) -> Verdict:
