@@ -94,7 +94,7 @@ def schedule(snapshot: Snapshot, profile: Profile) -> Plan:
     def order(job: JobView) -> tuple:
         return tuple(s.sort_key(job, snapshot) for s in sorters) + (job.id,)
 
-    cap = Capacity(snapshot.nodes)
+    cap = Capacity(snapshot)
     hostable: dict[tuple, bool] = {}
     no_room: dict[tuple, Verdict] = {}  # (shape, capacity epoch) -> verdict of a job that fits nowhere
     assignments: list[Assign] = []
@@ -108,7 +108,7 @@ def schedule(snapshot: Snapshot, profile: Profile) -> Plan:
             continue
         short = r.shortfall(cap.bound(job.gpu_type))
         if short:  # no node has room for one replica: skip the node scan
-            same = len(cap.by_type.get(job.gpu_type, ())) if job.gpu_type else cap.schedulable
+            same = cap.count(job.gpu_type)
             text = (f"{same} node(s): insufficient {', '.join(short)}",) if same else ()
             verdicts[job.id] = no_room[shape] = _verdict(job, snapshot, hostable, text + _other_types(cap, job) + _cordoned(cap), 0)
             continue

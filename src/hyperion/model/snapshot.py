@@ -44,3 +44,6 @@ class Snapshot:
     seed: int
     nodes: tuple[NodeView, ...]
     pending: tuple[JobView, ...]
+    # optional: ``model.nodeindex.NodeIndex`` of ``nodes``, kept up to date by a driver that builds
+    # snapshots incrementally; ``schedule`` builds one when absent
+    node_index: object | None = None
