@@ -66,7 +66,7 @@ class SchedulerLoop:
         for job in jobs:
             self.hub.start(job)
         self.placed += len(jobs)
-        self._left = _capacity(self.snapshotter.nodes()) if jobs else _capacity(snap.nodes)
+        self._left = _capacity(self.snapshotter.nodes()[0]) if jobs else _capacity(snap.nodes)
         return len(jobs)
 
     async def run(self) -> None:

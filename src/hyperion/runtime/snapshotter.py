@@ -6,6 +6,7 @@ The simulator builds the same type from its virtual world; ``core.schedule`` can
 from __future__ import annotations
 
 from hyperion.model import Job, JobView, NodeState, NodeView, Snapshot
+from hyperion.model.nodeindex import NodeIndex
 from hyperion.store.objects import ClusterState
 
 
@@ -17,20 +18,41 @@ def job_view(job: Job) -> JobView:
 
 
 class Snapshotter:
+    """Keeps node views and their ``NodeIndex`` from one snapshot to the next, recomputing only
+    the nodes the state reports changed; a change in which nodes are ready rebuilds them."""
+
     def __init__(self, state: ClusterState) -> None:
         self.state = state
         self._views: dict[str, tuple[Job, JobView]] = {}
+        self._nodes: tuple[NodeView, ...] = ()
+        self._position: dict[str, int] = {}
+        self._index: NodeIndex | None = None
+        state.changed_nodes.update(state.nodes)
 
-    def nodes(self) -> tuple[NodeView, ...]:
-        out = []
-        for node in self.state.nodes.values():
-            if node.state is not NodeState.READY:
-                continue
-            used, used_gpus = self.state.allocated(node.id)
-            free_gpus = tuple(g.index for g in node.gpus if g.index not in used_gpus)
-            out.append(NodeView(node.id, node.gpu_type, node.capacity, node.capacity - used, free_gpus,
-                                schedulable=not node.cordoned, labels=node.labels))
-        return tuple(out)
+    def _node_view(self, node) -> NodeView:
+        used, used_gpus = self.state.allocated(node.id)
+        free_gpus = tuple(g.index for g in node.gpus if g.index not in used_gpus)
+        return NodeView(node.id, node.gpu_type, node.capacity, node.capacity - used, free_gpus,
+                        schedulable=not node.cordoned, labels=node.labels)
+
+    def nodes(self) -> tuple[tuple[NodeView, ...], NodeIndex]:
+        changed = self.state.take_changed_nodes()
+        if self._index is not None and not changed:
+            return self._nodes, self._index
+        ready = [n for n in self.state.nodes.values() if n.state is NodeState.READY]
+        if self._index is None or len(ready) != len(self._nodes) or any(n.id not in self._position for n in ready):
+            self._nodes = tuple(self._node_view(n) for n in ready)
+            self._position = {v.id: i for i, v in enumerate(self._nodes)}
+            self._index = NodeIndex.build(self._nodes)
+            return self._nodes, self._index
+        views = list(self._nodes)
+        positions = [self._position[i] for i in changed if i in self._position]
+        for i in positions:
+            views[i] = self._node_view(self.state.nodes[views[i].id])
+        new = tuple(views)
+        self._index = self._index.updated(self._nodes, new, positions)
+        self._nodes = new
+        return self._nodes, self._index
 
     def pending(self) -> tuple[JobView, ...]:
         views = []
@@ -46,4 +68,5 @@ class Snapshotter:
         return tuple(views)
 
     def snapshot(self, now: float, seed: int) -> Snapshot:
-        return Snapshot(now=now, seed=seed, nodes=self.nodes(), pending=self.pending())
+        nodes, index = self.nodes()
+        return Snapshot(now=now, seed=seed, nodes=nodes, pending=self.pending(), node_index=index)

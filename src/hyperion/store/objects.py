@@ -46,6 +46,9 @@ class ClusterState:
         # node id -> {(job id, rank): placement} of live tasks
         self.node_tasks: dict[str, dict[tuple[str, int], Placement]] = defaultdict(dict)
         self.pending: dict[str, None] = {}  # job ids in PENDING, in submission order
+        # ids of nodes whose object or live tasks changed since a reader last took this set
+        # (the snapshotter updates only those node views and its node index)
+        self.changed_nodes: set[str] = set()
         self._load()
 
     # ---- loading -------------------------------------------------------------------------
@@ -71,8 +74,10 @@ class ClusterState:
         if old is not None:
             for p in live_tasks(old):
                 self.node_tasks[p.node_id].pop((old.id, p.rank), None)
+                self.changed_nodes.add(p.node_id)
         for p in live_tasks(new):
             self.node_tasks[p.node_id][(new.id, p.rank)] = p
+            self.changed_nodes.add(p.node_id)
         if new.phase is not Phase.PENDING:
             self.pending.pop(new.id, None)
         elif new.id not in self.pending:
@@ -83,6 +88,10 @@ class ClusterState:
                 self.pending = dict.fromkeys(order)
             else:
                 self.pending[new.id] = None
+
+    def take_changed_nodes(self) -> set[str]:
+        changed, self.changed_nodes = self.changed_nodes, set()
+        return changed
 
     def node_tasks_of(self, job_id: str) -> list[Placement]:
         job = self.jobs.get(job_id)
@@ -135,6 +144,7 @@ class ClusterState:
     def put_node(self, node: Node) -> None:
         self._put(NODES + node.id, node_to_dict(node))
         self.nodes[node.id] = node
+        self.changed_nodes.add(node.id)
 
     def put_team(self, team: Team) -> None:
         self._put(TEAMS + team.name, team_to_dict(team))
