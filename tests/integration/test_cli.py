@@ -58,6 +58,8 @@ def test_up_submit_queue_logs_cancel_down(hyperion, tmp_path):
     sleeper = hyperion("submit", "-", stdin="kind: Job\nname: sleeper\ncommand: sleep 60\n").stdout.strip()
     queue = json.loads(hyperion("queue", "-o", "json").stdout)["items"]
     assert sleeper in {j["id"] for j in queue}
+    explained = hyperion("explain", sleeper).stdout
+    assert sleeper in explained and ("running" in explained or "scheduled" in explained or "position" in explained)
     hyperion("cancel", sleeper)
     assert json.loads(hyperion("status", sleeper, "-o", "json").stdout)["phase"] == "cancelled"
     all_jobs = json.loads(hyperion("queue", "--all", "-o", "json").stdout)["items"]

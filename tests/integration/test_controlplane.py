@@ -217,3 +217,26 @@ def test_a_second_control_plane_is_refused_clearly(cluster, tmp_path, what):
     assert "Traceback" not in p.stderr
     assert p.stderr.strip().splitlines()[-1].startswith("error: ")
     assert cluster.client().get("/v1/nodes").status_code == 200  # the running one is unharmed
+
+
+def test_explain_shows_position_who_is_ahead_and_an_estimated_start(cluster):
+    c = cluster.client()
+    r = c.post("/v1/apply", json={"documents": [{"kind": "Team", "name": "a"}, {"kind": "Team", "name": "b"}]})
+    tokens = {x["name"]: x["token"] for x in r.json()["results"]}
+    a, b = cluster.client(tokens["a"]), cluster.client(tokens["b"])
+    busy = [a.post("/v1/jobs", json={"name": f"busy{i}", "resources": {"gpus": 4}, "runtime_estimate": "60s",
+                                     "command": "sleep 30"}).json()["id"] for i in range(2)]
+    cluster.wait(lambda: [c.get(f"/v1/jobs/{j}").json()["phase"] for j in busy], lambda p: p == ["running"] * 2, 15, "running")
+    wait_a = a.post("/v1/jobs", json={"name": "wa", "resources": {"gpus": 4}, "command": "true"}).json()["id"]
+    wait_b = b.post("/v1/jobs", json={"name": "wb", "resources": {"gpus": 4}, "command": "true"}).json()["id"]
+    e = cluster.wait(lambda: b.get(f"/v1/jobs/{wait_b}/explain").json(), lambda e: e.get("verdict"), 10, "a verdict")
+    assert (e["position"], e["pending"], e["ahead_total"]) == (2, 2, 1)
+    assert e["ahead"] == [{"id": None, "team": "a", "priority": "batch", "gpus": 4}]  # another team's job: no id
+    assert any("insufficient gpus" in r["reason"] for r in e["reasons"])
+    started = max(c.get(f"/v1/jobs/{j}").json()["started_at"] for j in busy)
+    assert abs(e["estimated_start"] - (started + 60)) < 1.0 and "runtime estimates" in e["estimate_basis"]
+    mine = a.get(f"/v1/jobs/{wait_a}/explain").json()
+    assert mine["position"] == 1 and mine["ahead"] == []
+    assert b.get(f"/v1/jobs/{wait_a}/explain").status_code == 403
+    done = c.get(f"/v1/jobs/{busy[0]}/explain").json()
+    assert done["phase"] == "running" and "position" not in done

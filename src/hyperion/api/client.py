@@ -113,6 +113,10 @@ class Client:
         """GET /v1/jobs/{id} -> job."""
         return self._request("GET", f"/v1/jobs/{_segment(job_id)}")
 
+    def explain_job(self, job_id: str) -> dict[str, Any]:
+        """GET /v1/jobs/{id}/explain -> queue position, jobs ahead, reasons, estimated start."""
+        return self._request("GET", f"/v1/jobs/{_segment(job_id)}/explain")
+
     def submit_job(self, document: dict[str, Any]) -> dict[str, Any]:
         """POST /v1/jobs with one raw Job document -> the created job."""
         return self._request("POST", "/v1/jobs", json=document)

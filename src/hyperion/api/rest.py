@@ -69,6 +69,10 @@ def build_app(service: ControlService) -> FastAPI:
     async def get_job(request: Request, job_id: str):
         return service.get_job(who(request), job_id)
 
+    @app.get("/v1/jobs/{job_id}/explain", summary="Why a job is pending: queue position, who is ahead, reasons, estimated start")
+    async def explain_job(request: Request, job_id: str):
+        return service.explain_job(who(request), job_id)
+
     @app.delete("/v1/jobs/{job_id}", summary="Cancel a job (stops all its ranks)")
     async def cancel_job(request: Request, job_id: str):
         return service.cancel_job(who(request), job_id)

@@ -18,13 +18,14 @@ from hyperion.api.errors import BadRequest, Forbidden, Invalid, NotFound, Unauth
 from hyperion.api.logs import LogStore
 from hyperion.api.spec import SpecError, parse_job, validate_document
 from hyperion.api.views import job_view, node_view
-from hyperion.core import lifecycle
+from hyperion.core import Explanation, lifecycle
 from hyperion.model import Job, NodeMetrics, Phase, Placement, Team, Verdict
 from hyperion.ports.clock import Clock
 from hyperion.store.objects import ClusterState
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 DEFAULT_TEAM = "default"
+EXPLAIN_AHEAD_SHOWN = 20
 METRICS_HISTORY = 720  # samples kept per node (an hour at 5 s)
 
 
@@ -45,6 +46,7 @@ class ControlService:
         self.metrics: dict[str, deque[NodeMetrics]] = {}
         self.dispatcher: Dispatcher | None = None
         self.wake: Callable[[], None] = lambda: None
+        self.explainer: Callable[[str], Explanation | None] = lambda job_id: None
 
     # ---- identity ------------------------------------------------------------------------
     def authenticate(self, token: str | None) -> auth.Principal:
@@ -121,6 +123,24 @@ class ControlService:
             self.verdicts.pop(job_id, None)
             self.wake()
         return job_view(new)
+
+    def explain_job(self, who: auth.Principal, job_id: str) -> dict:
+        """Why a job is where it is; for a pending job, its place in the queue, who is ahead (jobs
+        of other teams shown without their ids), the reasons, and an estimated start."""
+        job = self._job(who, job_id)
+        out = {"id": job.id, "name": job.spec.name, "team": job.team, "phase": job.phase.value, "reason": job.reason}
+        if job.phase is not Phase.PENDING:
+            return out
+        e = self.explainer(job_id)
+        if e is None:
+            return {**out, "reason": "not yet considered by the scheduler"}
+        ahead = [{"id": j.id if who.may_see(j.team) else None, "team": j.team, "priority": j.priority.label,
+                  "gpus": j.per_replica.gpus * j.replicas} for j in e.ahead[:EXPLAIN_AHEAD_SHOWN]]
+        verdict = e.verdict
+        return {**out, "position": e.position, "pending": e.pending, "ahead_total": len(e.ahead), "ahead": ahead,
+                "verdict": verdict.code.value if verdict else None,
+                "reasons": [{"plugin": verdict.plugin, "reason": r} for r in verdict.reasons] if verdict else [],
+                "estimated_start": e.estimated_start, "estimate_basis": e.estimate_basis}
 
     def log_source(self, who: auth.Principal, job_id: str, rank: int) -> Job:
         job = self._job(who, job_id)

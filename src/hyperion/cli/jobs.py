@@ -19,6 +19,7 @@ from hyperion.cli.context import CliError, CliState
 from hyperion.cli.output import (
     TERMINAL_PHASES,
     dump_json,
+    explanation,
     job_detail,
     jobs_table,
     output_option,
@@ -160,6 +161,16 @@ def status(state: CliState, job: str, output: str) -> None:
 
 @click.command()
 @click.argument("job")
+@output_option
+@click.pass_obj
+def explain(state: CliState, job: str, output: str) -> None:
+    """Why JOB is pending: its place in the queue, who is ahead, the reasons, an estimated start."""
+    body = state.client().explain_job(job)
+    click.echo(dump_json(body) if output == "json" else explanation(body, now=time.time()))
+
+
+@click.command()
+@click.argument("job")
 @click.option("-f", "--follow", is_flag=True, help="Keep streaming until the job ends.")
 @click.option("--rank", type=click.IntRange(min=0), default=0, show_default=True,
               help="Which replica's log.")
@@ -181,4 +192,4 @@ def cancel(state: CliState, job: str) -> None:
     click.echo(f"{job} {body.get('phase') or 'cancelled'}")
 
 
-COMMANDS = (submit, queue, status, logs, cancel)
+COMMANDS = (submit, queue, status, explain, logs, cancel)

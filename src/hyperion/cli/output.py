@@ -75,6 +75,8 @@ def format_time(timestamp: float | None, now: float) -> str:
     if timestamp is None:
         return "-"
     when = _dt.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+    if timestamp > now + 0.5:
+        return f"{when} (in {format_age(timestamp - now)})"
     return f"{when} ({format_age(now - timestamp)} ago)"
 
 
@@ -180,6 +182,29 @@ def _gpu_list(gpus: Any) -> str:
     if isinstance(gpus, (list, tuple)):
         return ",".join(str(g) for g in gpus) or "-"
     return "-" if gpus is None else str(gpus)
+
+
+def explanation(e: dict[str, Any], now: float) -> str:
+    """`hyperion explain` for people."""
+    lines = [f"{e['id']} ({e['team']}): {e['phase']}"]
+    if e["phase"] != "pending" or "position" not in e:
+        if e.get("reason"):
+            lines.append(f"reason: {e['reason']}")
+        return "\n".join(lines)
+    lines.append(f"position: {e['position']} of {e['pending']} pending ({e['ahead_total']} ahead)")
+    if e.get("verdict"):
+        lines.append(f"verdict: {e['verdict']}")
+    for r in e.get("reasons", []):
+        lines.append(f"  [{r['plugin']}] {r['reason']}")
+    if e.get("estimated_start") is not None:
+        lines.append(f"estimated start: {format_time(e['estimated_start'], now)}  ({e['estimate_basis']})")
+    else:
+        lines.append(f"estimated start: unknown ({e['estimate_basis']})")
+    if e.get("ahead"):
+        lines.append("ahead of it:")
+        rows = [[a["id"] or "(another team's job)", a["team"], a["priority"], a["gpus"]] for a in e["ahead"]]
+        lines.append(render_table(["ID", "TEAM", "PRIORITY", "GPUS"], rows))
+    return "\n".join(lines)
 
 
 def wait_exit_code(job: dict[str, Any]) -> int:

@@ -86,13 +86,15 @@ PROFILES: dict[str, Callable[[], Profile]] = {
 SCORE_SAMPLE = 64
 
 
-def schedule(snapshot: Snapshot, profile: Profile) -> Plan:
+def queue_order(snapshot: Snapshot, profile: Profile) -> list[JobView]:
+    """Pending jobs in the order the profile considers them (queue-sort plugins, then id)."""
     sorters = profile.serving("sort_key")
+    return sorted(snapshot.pending, key=lambda job: tuple(s.sort_key(job, snapshot) for s in sorters) + (job.id,))
+
+
+def schedule(snapshot: Snapshot, profile: Profile) -> Plan:
     filters = profile.serving("filter")
     scorers = profile.serving("score")
-
-    def order(job: JobView) -> tuple:
-        return tuple(s.sort_key(job, snapshot) for s in sorters) + (job.id,)
 
     cap = Capacity(snapshot)
     hostable: dict[tuple, bool] = {}
@@ -100,7 +102,7 @@ def schedule(snapshot: Snapshot, profile: Profile) -> Plan:
     assignments: list[Assign] = []
     verdicts: dict[str, Verdict] = {}
 
-    for job in sorted(snapshot.pending, key=order):
+    for job in queue_order(snapshot, profile):
         r = job.per_replica
         shape = (r, job.gpu_type, job.replicas, cap.epoch(job.gpu_type))
         if shape in no_room:

@@ -39,6 +39,26 @@ class JobView:
 
 
 @dataclass(frozen=True, slots=True)
+class RunningView:
+    """A job holding resources: placed and not yet finished."""
+
+    id: str
+    team: str
+    queue: str
+    priority: Priority
+    gpus: int  # held in total, all replicas
+    gpu_type: str  # of the node(s) it runs on
+    started_at: float | None
+    runtime_estimate_s: float | None = None
+
+    @property
+    def expected_end(self) -> float | None:
+        if self.started_at is None or self.runtime_estimate_s is None:
+            return None
+        return self.started_at + self.runtime_estimate_s
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     now: float
     seed: int
@@ -47,3 +67,4 @@ class Snapshot:
     # optional: ``model.nodeindex.NodeIndex`` of ``nodes``, kept up to date by a driver that builds
     # snapshots incrementally; ``schedule`` builds one when absent
     node_index: object | None = None
+    running: tuple[RunningView, ...] = ()

@@ -17,7 +17,8 @@ from dataclasses import replace
 
 from hyperion.api.agents import AgentHub
 from hyperion.api.service import ControlService
-from hyperion.core import Profile, lifecycle, schedule
+from hyperion.core import Explanation, Profile, explain, lifecycle, schedule
+from hyperion.model import Plan
 from hyperion.runtime.snapshotter import Snapshotter
 
 log = logging.getLogger("hyperion.scheduler")
@@ -39,6 +40,7 @@ class SchedulerLoop:
         self.cycles = 0
         self.placed = 0
         service.wake = self._wake.set
+        service.explainer = self.explain
 
     def cycle(self, monotonic: float = 0.0) -> int:
         state = self.service.state
@@ -68,6 +70,11 @@ class SchedulerLoop:
         self.placed += len(jobs)
         self._left = _capacity(self.snapshotter.nodes()[0]) if jobs else _capacity(snap.nodes)
         return len(jobs)
+
+    def explain(self, job_id: str) -> Explanation | None:
+        """Explain a pending job on a fresh snapshot, with the verdicts of the last full cycle."""
+        snap = self.snapshotter.snapshot(self.service.clock.now(), seed=self.cycles, with_running=True)
+        return explain(snap, self.profile, Plan((), self.service.verdicts), job_id)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -5,7 +5,7 @@ The simulator builds the same type from its virtual world; ``core.schedule`` can
 
 from __future__ import annotations
 
-from hyperion.model import Job, JobView, NodeState, NodeView, Snapshot
+from hyperion.model import Job, JobView, NodeState, NodeView, RunningView, Snapshot
 from hyperion.model.nodeindex import NodeIndex
 from hyperion.store.objects import ClusterState
 
@@ -67,6 +67,22 @@ class Snapshotter:
             self._views = {k: v for k, v in self._views.items() if k in self.state.pending}
         return tuple(views)
 
-    def snapshot(self, now: float, seed: int) -> Snapshot:
+    def running(self) -> tuple[RunningView, ...]:
+        """Jobs holding resources (their live tasks), from the state's per-node task index."""
+        held: dict[str, tuple[int, str]] = {}
+        for node_id, tasks in self.state.node_tasks.items():
+            node = self.state.nodes.get(node_id)
+            for job_id, _ in tasks:
+                gpus, _t = held.get(job_id, (0, ""))
+                held[job_id] = (gpus + self.state.jobs[job_id].spec.resources.gpus, node.gpu_type if node else "")
+        out = []
+        for job_id, (gpus, gpu_type) in sorted(held.items()):
+            job = self.state.jobs[job_id]
+            s = job.spec
+            out.append(RunningView(job_id, s.team, s.queue, s.priority, gpus, gpu_type, job.started_at, s.runtime_estimate_s))
+        return tuple(out)
+
+    def snapshot(self, now: float, seed: int, with_running: bool = False) -> Snapshot:
         nodes, index = self.nodes()
-        return Snapshot(now=now, seed=seed, nodes=nodes, pending=self.pending(), node_index=index)
+        return Snapshot(now=now, seed=seed, nodes=nodes, pending=self.pending(), node_index=index,
+                        running=self.running() if with_running else ())
