@@ -240,3 +240,18 @@ def test_explain_shows_position_who_is_ahead_and_an_estimated_start(cluster):
     assert b.get(f"/v1/jobs/{wait_a}/explain").status_code == 403
     done = c.get(f"/v1/jobs/{busy[0]}/explain").json()
     assert done["phase"] == "running" and "position" not in done
+
+
+def test_agents_notice_a_frozen_control_plane_and_reconnect(cluster):
+    import os
+    import signal
+
+    os.kill(cluster.proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(8)  # silence limit: 5 heartbeat intervals of 1 s, at least 5 s
+        logs = {n: (cluster.data_dir / "agents" / n / "agent.log").read_text() for n in cluster.agent_pids()}
+    finally:
+        os.kill(cluster.proc.pid, signal.SIGCONT)
+    assert all("no word from the control plane" in text for text in logs.values()), logs
+    job = cluster.submit({"name": "after-thaw", "command": "echo back"})
+    assert cluster.wait_jobs([job["id"]])[job["id"]]["phase"] == "succeeded"

@@ -26,6 +26,13 @@ import grpc
 
 from hyperion.api._generated.hyperion.v1 import agent_pb2, agent_pb2_grpc
 
+# gRPC keepalive pings on the channel (the control plane permits them); they guard the TCP
+# connection. A frozen control plane is noticed by the heartbeat answers instead (SILENCE_*).
+KEEPALIVE = [("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000),
+             ("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.max_pings_without_data", 0)]
+SILENCE_HEARTBEATS = 5  # heartbeat intervals without any message from the control plane ...
+SILENCE_MIN_S = 5.0     # ... and at least this long, before the stream is dropped and redialled
+
 log = logging.getLogger("hyperiond.session")
 
 BACKOFF_MIN_S = 0.1
@@ -134,7 +141,7 @@ class Session:
             self._problem(f"cannot read token file {self.token_file}: {exc.strerror or exc}")
             return False
         welcomed = False
-        async with grpc.aio.insecure_channel(self.target) as channel:
+        async with grpc.aio.insecure_channel(self.target, options=KEEPALIVE) as channel:
             call = agent_pb2_grpc.AgentControlStub(channel).Connect(
                 metadata=(("authorization", f"Bearer {token}"),))
             self._call = call
@@ -144,10 +151,9 @@ class Session:
                 await call.write(agent_pb2.AgentMessage(hello=self.handler.hello()))
                 writer = asyncio.create_task(self._write(call))
                 while True:
-                    if welcomed:
-                        msg = await call.read()
-                    else:
-                        msg = await asyncio.wait_for(call.read(), WELCOME_TIMEOUT_S)
+                    # the control plane answers every heartbeat: silence means it is gone or frozen
+                    limit = max(SILENCE_MIN_S, SILENCE_HEARTBEATS * self.heartbeat_interval_s) if welcomed else WELCOME_TIMEOUT_S
+                    msg = await asyncio.wait_for(call.read(), limit)
                     if msg is grpc.aio.EOF:
                         self._problem("control plane closed the stream")
                         break
@@ -166,7 +172,8 @@ class Session:
             except asyncio.InvalidStateError:
                 self._problem("stream ended while writing")
             except TimeoutError:
-                self._problem(f"no Welcome within {WELCOME_TIMEOUT_S:.0f}s of Hello")
+                self._problem(f"no word from the control plane for {limit:.0f}s" if welcomed
+                              else f"no Welcome within {WELCOME_TIMEOUT_S:.0f}s of Hello")
             finally:
                 self.outbox.close()
                 self._call = None

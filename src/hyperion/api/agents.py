@@ -110,6 +110,8 @@ class AgentHub(agent_pb2_grpc.AgentControlServicer):
                     self.service.logs.write(c.task.job_id, c.task.attempt, c.task.rank, c.offset, c.data)
                 elif kind == "metrics":
                     self.service.record_metrics(metrics_from_pb(msg.metrics, session.node_id))
+                elif kind == "heartbeat":
+                    session.send(apb.ControlMessage(heartbeat=apb.Heartbeat(at=self.service.clock.now())))
         except (asyncio.CancelledError, grpc.aio.AioRpcError):
             pass
         except Exception:  # a bug must not kill the stream silently

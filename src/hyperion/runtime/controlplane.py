@@ -106,7 +106,15 @@ class ControlPlane:
         cfg = self.config
         http_sock = _bind(cfg.host, cfg.port)
         api_addr = f"http://{cfg.host}:{http_sock.getsockname()[1]}"
-        grpc_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        grpc_server = grpc.aio.server(options=[
+            ("grpc.so_reuseport", 0),
+            # agents ping every 10 s (agent/session.py); allow it, and ping them back
+            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_ping_strikes", 0),
+            ("grpc.keepalive_time_ms", 20_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+        ])
         add_services(grpc_server, self.service, self.agent_token, self.hub)
         try:
             grpc_port = grpc_server.add_insecure_port(f"{cfg.host}:{cfg.grpc_port}")
