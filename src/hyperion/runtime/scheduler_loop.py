@@ -34,7 +34,8 @@ class SchedulerLoop:
         self.idle_interval = idle_interval
         self.min_interval = min_interval  # batches bursts of wake-ups into one cycle
         self._wake = asyncio.Event()
-        self._left: tuple | None = None  # free capacity the last cycle left behind
+        self._left: tuple | None = None  # the node views the last cycle left behind (kept snapshots
+        # return the very same tuple while no node changed, so identity says "capacity unchanged")
         self._seen: set[str] = set()     # pending jobs the last cycle considered
         self._last_full = float("-inf")
         self.cycles = 0
@@ -48,7 +49,7 @@ class SchedulerLoop:
             self._seen.clear()
             return 0
         snap = self.snapshotter.snapshot(self.service.clock.now(), seed=self.cycles)
-        full = (not self.profile.incremental or self._left != _capacity(snap.nodes)
+        full = (not self.profile.incremental or self._left is not snap.nodes
                 or monotonic - self._last_full >= self.idle_interval)
         if not full:
             snap = replace(snap, pending=tuple(j for j in snap.pending if j.id not in self._seen))
@@ -68,7 +69,7 @@ class SchedulerLoop:
         for job in jobs:
             self.hub.start(job)
         self.placed += len(jobs)
-        self._left = _capacity(self.snapshotter.nodes()[0]) if jobs else _capacity(snap.nodes)
+        self._left = self.snapshotter.nodes()[0] if jobs else snap.nodes
         return len(jobs)
 
     def explain(self, job_id: str) -> Explanation | None:
@@ -90,6 +91,3 @@ class SchedulerLoop:
                 log.exception("scheduling cycle failed; retrying on the next wake-up")
             await asyncio.sleep(self.min_interval)  # let submissions and reports in before the next cycle
 
-
-def _capacity(nodes) -> tuple:
-    return tuple((n.id, n.free, n.free_gpus, n.schedulable) for n in nodes)
