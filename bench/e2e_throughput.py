@@ -111,7 +111,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--submit", type=int, default=10000, help="jobs for the submission benchmark")
     p.add_argument("--e2e", type=int, default=3000, help="jobs for the end-to-end benchmark")
-    p.add_argument("--agents", type=int, default=4)
+    p.add_argument("--agents", type=int, default=2)
     p.add_argument("--conns", type=int, default=16)
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
