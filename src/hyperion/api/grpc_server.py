@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 import grpc
 
 from hyperion.api import auth
+from hyperion.api._generated.hyperion.v1 import agent_pb2_grpc, hyperion_pb2_grpc
 from hyperion.api._generated.hyperion.v1 import hyperion_pb2 as pb
-from hyperion.api._generated.hyperion.v1 import hyperion_pb2_grpc
+from hyperion.api.agents import AgentHub
 from hyperion.api.errors import ServiceError
 from hyperion.api.service import ControlService
 from hyperion.api.wire import job_doc_from_pb, metrics_from_pb
@@ -66,9 +67,7 @@ class NodeObserver(hyperion_pb2_grpc.NodeObserverServicer):
         return pb.Ack(success=True, message=f"{count} sample(s)")
 
 
-def add_services(server: grpc.aio.Server, service: ControlService, agent_token: str, hub) -> None:
-    from hyperion.api._generated.hyperion.v1 import agent_pb2_grpc
-
+def add_services(server: grpc.aio.Server, service: ControlService, agent_token: str, hub: AgentHub) -> None:
     hyperion_pb2_grpc.add_FederationSchedulerServicer_to_server(FederationScheduler(service), server)
     hyperion_pb2_grpc.add_NodeObserverServicer_to_server(NodeObserver(service, agent_token), server)
     agent_pb2_grpc.add_AgentControlServicer_to_server(hub, server)

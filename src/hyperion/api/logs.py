@@ -50,6 +50,16 @@ class LogStore:
         return [p for _, p in sorted(found)]
 
     def read(self, job_id: str, rank: int, offset: int = 0) -> bytes:
-        """All attempts of a rank concatenated, from byte ``offset`` of that concatenation."""
-        data = b"".join(p.read_bytes() for p in self.attempts(job_id, rank))
-        return data[offset:]
+        """All attempts of a rank concatenated, from byte ``offset`` of that concatenation; files
+        wholly before ``offset`` are skipped, not read (``logs -f`` polls with a growing offset)."""
+        out = []
+        for path in self.attempts(job_id, rank):
+            size = path.stat().st_size
+            if offset >= size:
+                offset -= size
+                continue
+            with open(path, "rb") as f:
+                f.seek(offset)
+                out.append(f.read())
+            offset = 0
+        return b"".join(out)

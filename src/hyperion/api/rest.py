@@ -81,16 +81,14 @@ def build_app(service: ControlService) -> FastAPI:
              response_class=Response)
     async def job_logs(request: Request, job_id: str, rank: int = 0, follow: bool = False, offset: int = 0):
         principal = who(request)
-        service.log_source(principal, job_id, rank)
         if not follow:
-            return Response(service.logs.read(job_id, rank, offset), media_type="text/plain; charset=utf-8")
+            data, _ = service.read_logs(principal, job_id, rank, offset)
+            return Response(data, media_type="text/plain; charset=utf-8")
 
         async def stream():
             sent = offset
             while True:
-                job = service.state.jobs[job_id]
-                done = job.phase.terminal and not service.state.node_tasks_of(job_id)
-                data = service.logs.read(job_id, rank, sent)
+                data, done = service.read_logs(principal, job_id, rank, sent)
                 if data:
                     sent += len(data)
                     yield data

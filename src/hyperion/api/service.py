@@ -142,11 +142,16 @@ class ControlService:
                 "reasons": [{"plugin": verdict.plugin, "reason": r} for r in verdict.reasons] if verdict else [],
                 "estimated_start": e.estimated_start, "estimate_basis": e.estimate_basis}
 
-    def log_source(self, who: auth.Principal, job_id: str, rank: int) -> Job:
+    def read_logs(self, who: auth.Principal, job_id: str, rank: int, offset: int = 0) -> tuple[bytes, bool]:
+        """A rank's log from ``offset``, and whether it is complete: the job has ended and no task
+        of it is still running (its last bytes are in, since agents ship them before the exit)."""
         job = self._job(who, job_id)
         if rank < 0 or rank >= job.spec.replicas:
             raise BadRequest(f"job {job_id} has ranks 0..{job.spec.replicas - 1}, not {rank}")
-        return job
+        if offset < 0:
+            raise BadRequest("offset must be >= 0")
+        done = job.phase.terminal and not self.state.node_tasks_of(job_id)
+        return self.logs.read(job_id, rank, offset), done
 
     # ---- nodes ---------------------------------------------------------------------------
     def list_nodes(self, who: auth.Principal) -> dict:

@@ -235,10 +235,7 @@ def stop_local_agents(data_dir: Path) -> list[str]:
 
     provider = LocalProvider(data_dir=data_dir, control_plane="",
                              token_file=data_dir / AGENT_TOKEN_FILE)
-    ids = [n.id for n in asyncio.run(provider.list_nodes()) if n.state != "terminated"]
-    if ids:
-        asyncio.run(provider.terminate(ids, request_id=f"down-{int(time.time() * 1000)}"))
-    return ids
+    return asyncio.run(provider.terminate_all(request_id=f"down-{int(time.time() * 1000)}"))
 
 
 def admin_token_path(data_dir: Path) -> Path:

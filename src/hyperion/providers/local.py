@@ -85,6 +85,13 @@ class LocalProvider:
                     nodes.append(self._node(record))
             return nodes
 
+    async def terminate_all(self, request_id: str) -> list[str]:
+        """Terminate every agent of this data dir still running; returns their node ids."""
+        ids = [n.id for n in await self.list_nodes() if n.state != "terminated"]
+        if ids:
+            await self.terminate(ids, request_id)
+        return ids
+
     async def terminate(self, ids: Sequence[str], request_id: str) -> None:
         await asyncio.gather(*(self._terminate_one(node_id, request_id) for node_id in ids))
 

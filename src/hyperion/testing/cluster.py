@@ -79,10 +79,7 @@ class LocalCluster:
                 self.proc.wait(5)
         from hyperion.providers.local import LocalProvider
 
-        p = LocalProvider(self.data_dir, "", self.data_dir / "agent.token")
-        ids = [n.id for n in asyncio.run(p.list_nodes()) if n.state != "terminated"]
-        if ids:
-            asyncio.run(p.terminate(ids, request_id=f"test-stop-{time.time()}"))
+        asyncio.run(LocalProvider(self.data_dir, "", self.data_dir / "agent.token").terminate_all(f"test-stop-{time.time()}"))
         if self._client is not None:
             self._client.close()
 

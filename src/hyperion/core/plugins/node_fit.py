@@ -1,5 +1,10 @@
-"""Filter: the node is schedulable and has the requested GPU type. (Room for one replica is
-checked by the framework itself, since placing a replica always takes its resources.)"""
+"""Filter: the node is schedulable and has the requested GPU type.
+
+The framework's node index already offers only such nodes, so on a consistent snapshot this
+never rejects; it stays as a guard (two comparisons per candidate) against a driver that passes a
+stale ``node_index``, which would otherwise place work on a cordoned or wrong-type node. Room for
+one replica is checked by the framework itself, since placing a replica always takes its resources.
+"""
 
 from __future__ import annotations
 
