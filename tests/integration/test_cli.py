@@ -67,6 +67,12 @@ def test_up_submit_queue_logs_cancel_down(hyperion, tmp_path):
 
     teams = hyperion("apply", "-f", "examples/teams.yaml")
     assert "team/vision created" in teams.stdout and "token:" in teams.stdout
+    queues = hyperion("apply", "-f", "examples/queues.yaml")
+    assert "queue/research created" in queues.stdout and "queue/prod created" in queues.stdout
+    listed = json.loads(hyperion("queues", "-o", "json").stdout)["items"]
+    assert [q["name"] for q in listed] == ["default", "prod", "research"]
+    unknown = hyperion("submit", "-", stdin="kind: Job\nname: lost\nqueue: nope\ncommand: 'true'\n", check=False)
+    assert unknown.returncode == 2 and "queue 'nope' does not exist" in unknown.stderr
 
     down = hyperion("down")
     assert "stop" in (down.stdout + down.stderr).lower()
@@ -75,6 +81,7 @@ def test_up_submit_queue_logs_cancel_down(hyperion, tmp_path):
     hyperion("up")
     again = json.loads(hyperion("status", job_id, "-o", "json").stdout)
     assert again["phase"] == "succeeded" and again["exit_code"] == 0
+    assert "research" in hyperion("queues").stdout  # queues persist too
     assert f"hello from {job_id}" in hyperion("logs", job_id).stdout
 
 

@@ -144,6 +144,10 @@ class Client:
         """GET /v1/nodes -> ``{"items": [node...]}``."""
         return self._request("GET", "/v1/nodes")
 
+    def list_queues(self) -> dict[str, Any]:
+        """GET /v1/queues -> ``{"items": [queue...]}``: definition, usage and pending count of each."""
+        return self._request("GET", "/v1/queues")
+
     def apply(self, documents: list[dict[str, Any]]) -> dict[str, Any]:
         """POST /v1/apply ``{"documents": [...]}`` -> ``{"results": [{kind, name, action, token?}]}``."""
         return self._request("POST", "/v1/apply", json={"documents": documents})

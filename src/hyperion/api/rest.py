@@ -104,7 +104,11 @@ def build_app(service: ControlService) -> FastAPI:
     async def nodes(request: Request):
         return service.list_nodes(who(request))
 
-    @app.post("/v1/apply", summary="Create or update declarative objects (kind: Team, ...)")
+    @app.get("/v1/queues", summary="Queues: quota, cohort, weight, what their jobs hold, how many wait")
+    async def queues(request: Request):
+        return service.list_queues(who(request))
+
+    @app.post("/v1/apply", summary="Create or update declarative objects (kind: Team, Queue)")
     async def apply(request: Request):
         principal = who(request)
         body = await body_json(request)

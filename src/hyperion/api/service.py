@@ -3,23 +3,28 @@
 REST (``api.rest``) and gRPC (``api.grpc_server``) both call this; they only translate wire
 formats and map ``ServiceError.status`` to their own codes. A rejected request raises before any
 write, so it changes no state; an accepted job is committed to the store before the call returns.
+
+Queues: a job names one (``default`` when it does not), which must be ``default`` or a queue
+applied as a ``kind: Queue`` object. A queue's *usage* is what the live tasks of its jobs hold
+(``gpus/<node's GPU type>``, ``cpus``, ``memory``; see ``model.queue.demand``).
 """
 
 from __future__ import annotations
 
 import secrets
 import string
-from collections import deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from hyperion.api import auth
 from hyperion.api.errors import BadRequest, Forbidden, Invalid, NotFound, Unauthorized
 from hyperion.api.logs import LogStore
-from hyperion.api.spec import SpecError, parse_job, validate_document
-from hyperion.api.views import job_view, node_view
+from hyperion.api.spec import QueueDoc, SpecError, TeamDoc, parse_job, validate_document
+from hyperion.api.views import job_view, node_view, queue_view
 from hyperion.core import Explanation, lifecycle
 from hyperion.model import Job, NodeMetrics, Phase, Placement, Team, Verdict
+from hyperion.model.queue import DEFAULT_QUEUE, demand, unlimited
 from hyperion.ports.clock import Clock
 from hyperion.store.objects import ClusterState
 
@@ -72,6 +77,10 @@ class ControlService:
         team = doc.team or who.team or DEFAULT_TEAM  # the admin's jobs without a team go to "default"
         if not who.may_see(team):
             raise Forbidden(f"your token belongs to team {who.team!r}; it cannot submit jobs for team {team!r}")
+        if doc.queue != DEFAULT_QUEUE and doc.queue not in self.state.queues:
+            message = f"queue {doc.queue!r} does not exist; create it with 'hyperion apply -f queues.yaml' (kind: Queue)"
+            known = ", ".join(sorted({DEFAULT_QUEUE, *self.state.queues}))
+            raise Invalid(message, [{"loc": ["queue"], "line": None, "msg": f"no such queue; known queues: {known}"}])
         spec = doc.to_spec(team)
         now = self.clock.now()
         for _ in range(8):
@@ -169,6 +178,24 @@ class ControlService:
             history = self.metrics[m.node_id] = deque(maxlen=METRICS_HISTORY)
         history.append(m)
 
+    # ---- queues --------------------------------------------------------------------------
+    def list_queues(self, who: auth.Principal) -> dict:
+        """Every queue (``default`` always) with its definition, usage and number of pending jobs.
+        Any principal may list them: definitions and totals name no job of another team."""
+        usage: dict[str, Counter[str]] = defaultdict(Counter)
+        for node_id, tasks in self.state.node_tasks.items():
+            node = self.state.nodes.get(node_id)
+            for job_id, _ in tasks:
+                spec = self.state.jobs[job_id].spec
+                gpu_type = node.gpu_type if node is not None else spec.gpu_type or ""
+                usage[spec.queue].update(dict(demand(spec.resources, gpu_type)))
+        pending = Counter(self.state.jobs[job_id].spec.queue for job_id in self.state.pending)
+        # jobs submitted before their queue had to exist still show, as queues without a quota
+        names = sorted({DEFAULT_QUEUE, *self.state.queues, *usage, *pending})
+        items = [queue_view(self.state.queues.get(n) or unlimited(n), dict(usage.get(n, {})), pending[n],
+                            defined=n in self.state.queues) for n in names]
+        return {"items": items}
+
     # ---- declarative objects -------------------------------------------------------------
     def apply(self, who: auth.Principal, documents: object) -> dict:
         if not who.is_admin:
@@ -190,7 +217,7 @@ class ControlService:
         # every document was validated first: a bad one changes nothing
         return {"results": [self._appliers[d.kind](self, d) for d in docs]}
 
-    def _apply_team(self, doc) -> dict:
+    def _apply_team(self, doc: TeamDoc) -> dict:
         token = doc.token or auth.new_token()
         d = auth.digest(token)
         old = self.state.teams.get(doc.name)
@@ -210,4 +237,13 @@ class ControlService:
             result["token"] = token
         return result
 
-    _appliers = {"Team": _apply_team}
+    def _apply_queue(self, doc: QueueDoc) -> dict:
+        spec = doc.to_spec()
+        old = self.state.queues.get(doc.name)
+        if old == spec:
+            return {"kind": "Queue", "name": doc.name, "action": "unchanged"}
+        self.state.put_queue(spec)
+        self.wake()  # quotas changed: the scheduler looks again
+        return {"kind": "Queue", "name": doc.name, "action": "configured" if old else "created"}
+
+    _appliers = {"Team": _apply_team, "Queue": _apply_queue}

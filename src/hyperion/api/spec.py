@@ -2,7 +2,7 @@
 in, validated pydantic models out, and errors that say what was wrong, where, and what to do.
 
 Glossary:
-- *document*: one flat mapping with a ``kind:`` (``Job``, ``Team``) and an optional
+- *document*: one flat mapping with a ``kind:`` (``Job``, ``Team``, ``Queue``) and an optional
   ``apiVersion: hyperion/v1``; a YAML file may hold several, separated by ``---``. ``KINDS`` maps
   each kind to its model: a new kind is one more class decorated with ``@_kind``.
 - *path*: where a field sits in its document: ``resources.memory``, ``command[1]``, or
@@ -11,7 +11,12 @@ Glossary:
   durations (``90s``, ``1h30m``). A validated document holds plain numbers: bytes, millicores,
   seconds.
 
-These are wire types; ``JobDoc.to_spec`` converts a job to the domain model (``model.JobSpec``).
+- *quota*: amounts of a queue's resource keys, written as ``gpus: {A100: 8}``, ``cpus: 64``,
+  ``memory: 256Gi``; ``QuotaDoc.amounts`` turns them into the keys of ``model.queue``
+  (``gpus/A100``, ``cpus`` in millicores, ``memory`` in bytes).
+
+These are wire types; ``JobDoc.to_spec`` and ``QueueDoc.to_spec`` convert them to the domain model
+(``model.JobSpec``, ``model.queue.QueueSpec``).
 The module is longer than most because the schema, its quantity parsers, the translation of
 pydantic's errors into ``FieldError`` and the line-tracking YAML loader change together; only the
 names in ``__all__`` are public.
@@ -44,10 +49,11 @@ from pydantic import (
 
 from hyperion.model import Framework, JobSpec, Priority, Resources
 from hyperion.model.quantity import size_in_bytes
+from hyperion.model.queue import QueueSpec, gpu_key
 
 __all__ = [
-    "API_VERSION", "KINDS", "DataDoc", "Document", "FieldError", "JobDoc", "ResourcesDoc", "SpecError",
-    "TeamDoc", "join_path", "load_documents", "parse_bytes", "parse_duration", "parse_job",
+    "API_VERSION", "KINDS", "DataDoc", "Document", "FieldError", "JobDoc", "QueueDoc", "QuotaDoc", "ResourcesDoc",
+    "SpecError", "TeamDoc", "join_path", "load_documents", "parse_bytes", "parse_duration", "parse_job",
     "parse_millicores", "parse_time", "split_path", "validate_document",
 ]
 
@@ -292,8 +298,11 @@ _BYTES = _schema('bytes, or a size with a unit: "16Gi" (Ki Mi Gi Ti: powers of 1
 Bytes = Annotated[int, _quantity(parse_bytes, gt=0), _BYTES]
 Size = Annotated[int, _quantity(parse_bytes, ge=0), _BYTES]
 # Validated CPUs are millicores; dumped as "500m" so a dumped document validates to the same value.
-Millicores = Annotated[int, _quantity(parse_millicores, gt=0), PlainSerializer(lambda m: f"{m}m", when_used="json"),
-                       _schema('CPUs (2, 0.5) or millicores ("500m")', "number", "string")]
+_MILLICORES_JSON = PlainSerializer(lambda m: f"{m}m", when_used="json")
+_CPUS_SCHEMA = _schema('CPUs (2, 0.5) or millicores ("500m")', "number", "string")
+Millicores = Annotated[int, _quantity(parse_millicores, gt=0), _MILLICORES_JSON, _CPUS_SCHEMA]
+CpuAmount = Annotated[int, _quantity(parse_millicores, ge=0), _MILLICORES_JSON, _CPUS_SCHEMA]  # a quota may be 0
+Count = Annotated[int, Field(ge=0, le=I64)]
 _SECONDS_SCHEMA = _schema('seconds, or a duration: "90s", "30m", "2h", "1h30m"', "number", "string")
 Seconds = Annotated[float, _quantity(parse_duration, ge=0), _SECONDS_SCHEMA]
 PositiveSeconds = Annotated[float, _quantity(parse_duration, gt=0), _SECONDS_SCHEMA]
@@ -420,7 +429,83 @@ class TeamDoc(_Document):
     token: str | None = Field(None, min_length=16, repr=False)  # None: the service generates one
 
 
-Document = JobDoc | TeamDoc  # for annotations; KINDS is the registry
+class QuotaDoc(_Strict):
+    """Amounts of a queue's resources; a resource left out is not limited by this mapping."""
+
+    gpus: dict[Text, Count] = {}  # GPU type (as nodes report it, e.g. A100) -> GPUs
+    cpus: CpuAmount | None = None  # millicores once validated
+    memory: Size | None = None  # bytes once validated
+
+    def amounts(self) -> tuple[tuple[str, int], ...]:
+        """Sorted (resource key, amount) pairs, as ``QueueSpec`` holds them."""
+        out = [(gpu_key(t), n) for t, n in self.gpus.items()]
+        out += [(k, v) for k, v in (("cpus", self.cpus), ("memory", self.memory)) if v is not None]
+        return tuple(sorted(out))
+
+    def paths(self) -> dict[str, tuple[str | int, ...]]:
+        """Resource key -> the path of its field within this mapping."""
+        out: dict[str, tuple[str | int, ...]] = {gpu_key(t): ("gpus", t) for t in self.gpus}
+        out.update({k: (k,) for k in ("cpus", "memory") if getattr(self, k) is not None})
+        return out
+
+
+@_kind
+class QueueDoc(_Document):
+    kind: Literal["Queue"] = "Queue"
+    name: Name
+    cohort: Name | None = None
+    weight: float = Field(1.0, gt=0, allow_inf_nan=False)
+    quota: QuotaDoc = QuotaDoc()  # the nominal quota
+    borrowing_limit: QuotaDoc | None = None
+    lending_limit: QuotaDoc | None = None
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> QueueDoc:
+        problems = self.presence_problems({"cohort": self.cohort, "borrowing_limit": self.borrowing_limit,
+                                           "lending_limit": self.lending_limit})
+        nominal = dict(self.quota.amounts())
+        for field in ("borrowing_limit", "lending_limit"):
+            limit = getattr(self, field) or QuotaDoc()
+            amounts = dict(limit.amounts())
+            for key, path in limit.paths().items():
+                amount = amounts[key]
+                quota_path = join_path(("quota", *path))
+                if key not in nominal:
+                    problems.append(((field, *path), f"{quota_path} is not set: a limit applies to a resource the queue "
+                                                     f"has a quota of; add {quota_path} (0 for none of its own) or remove this"))
+                elif field == "lending_limit" and amount > nominal[key]:
+                    problems.append(((field, *path), f"must be at most {quota_path} ({_amount(key, nominal[key])}): a queue "
+                                                     f"lends only its own quota; got {_amount(key, amount)}"))
+        if problems:
+            raise _Problems(problems)
+        return self
+
+    @classmethod
+    def presence_problems(cls, data: dict) -> list[tuple[tuple[str, ...], str]]:
+        if data.get("cohort") is not None:
+            return []
+        return [((field,), "needs a `cohort`: a queue borrows from and lends to the other queues of its cohort; "
+                           "add `cohort: <name>` or remove this")
+                for field in ("borrowing_limit", "lending_limit") if data.get(field) is not None]
+
+    def to_spec(self) -> QueueSpec:
+        return QueueSpec(
+            name=self.name, cohort=self.cohort, weight=self.weight, nominal=self.quota.amounts(),
+            borrowing_limit=self.borrowing_limit.amounts() if self.borrowing_limit else (),
+            lending_limit=self.lending_limit.amounts() if self.lending_limit else (),
+        )
+
+
+def _amount(key: str, v: int) -> str:
+    """An amount of a resource key as a document would write it: ``8``, ``500m`` (CPUs), ``16Gi``."""
+    if key == "cpus":
+        return str(v // 1000) if v % 1000 == 0 else f"{v}m"
+    if key == "memory":
+        return next((f"{v // 2**e}{u}" for e, u in ((40, "Ti"), (30, "Gi"), (20, "Mi")) if v and v % 2**e == 0), str(v))
+    return str(v)
+
+
+Document = JobDoc | TeamDoc | QueueDoc  # for annotations; KINDS is the registry
 
 
 class _Problems(ValueError):

@@ -1,9 +1,13 @@
-"""The JSON shapes the API returns for jobs and nodes (REST bodies and `-o json` output)."""
+"""The JSON shapes the API returns for jobs, nodes and queues (REST bodies and `-o json` output).
+
+Queue amounts are objects keyed by resource key (``gpus/A100``: GPUs, ``cpus``: millicores,
+``memory``: bytes), as in ``model.queue``."""
 
 from __future__ import annotations
 
 from hyperion.model import Job, Node, NodeMetrics, Resources, Verdict
 from hyperion.model.codec import metrics_to_dict, spec_to_dict
+from hyperion.model.queue import QueueSpec
 
 
 def job_view(job: Job, verdict: Verdict | None = None) -> dict:
@@ -62,4 +66,20 @@ def node_view(node: Node, used: Resources, used_gpus: set[int], tasks: int, metr
         "last_seen": node.last_seen,
         "version": node.version,
         "metrics": metrics_to_dict(metrics) if metrics else None,
+    }
+
+
+def queue_view(q: QueueSpec, usage: dict[str, int], pending: int, defined: bool) -> dict:
+    """``defined``: a ``kind: Queue`` object governs it (else it has no quota: ``default``, or a
+    queue that jobs name without one)."""
+    return {
+        "name": q.name,
+        "cohort": q.cohort,
+        "weight": q.weight,
+        "nominal": dict(q.nominal),
+        "borrowing_limit": dict(q.borrowing_limit),
+        "lending_limit": dict(q.lending_limit),
+        "usage": dict(sorted(usage.items())),
+        "pending": pending,
+        "defined": defined,
     }

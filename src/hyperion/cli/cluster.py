@@ -1,5 +1,5 @@
-"""Cluster objects: ``apply`` (teams and other declarative objects), ``nodes``, and reading the
-YAML documents that ``apply`` and ``submit`` send.
+"""Cluster objects: ``apply`` (teams, queues), ``nodes``, ``queues``, and reading the YAML
+documents that ``apply`` and ``submit`` send.
 
 The schema check runs locally first (``hyperion.api.spec.load_documents``) so a mistake is reported
 as ``file:line: field.path: message`` before anything is sent; the server validates again. What is
@@ -9,7 +9,8 @@ defaults stay the server's to fill in.
 ``apply`` is the only command that prints a secret: when the server generates a team token it
 comes back once in the apply result and is shown once, with a note to store it.
 
-Glossary: a *RawDocument* is one YAML document as a plain dict plus its kind (``Job``, ``Team``).
+Glossary: a *RawDocument* is one YAML document as a plain dict plus its kind (``Job``, ``Team``,
+``Queue``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import click
 import yaml
 
 from hyperion.cli.context import CliError, CliState
-from hyperion.cli.output import dump_json, nodes_table, output_option
+from hyperion.cli.output import dump_json, nodes_table, output_option, queues_table
 
 STDIN = "-"
 
@@ -88,14 +89,13 @@ def read_documents(path: str) -> list[RawDocument]:
     return load_raw_documents(text, source)
 
 
-
 @click.command()
 @click.option("-f", "--filename", "file", required=True, metavar="FILE.yaml|-",
-              help="YAML file with Team (and other) documents; - reads stdin.")
+              help="YAML file with Team and Queue documents; - reads stdin.")
 @output_option
 @click.pass_obj
 def apply(state: CliState, file: str, output: str) -> None:
-    """Create or update the objects in FILE.yaml (teams, quotas...)."""
+    """Create or update the objects in FILE.yaml (teams, queues and their quotas)."""
     documents = read_documents(file)
     body = state.client().apply([d.body for d in documents])
     if output == "json":
@@ -124,4 +124,16 @@ def nodes(state: CliState, output: str) -> None:
     click.echo(nodes_table(items, now=time.time()))
 
 
-COMMANDS = (apply, nodes)
+@click.command()
+@output_option
+@click.pass_obj
+def queues(state: CliState, output: str) -> None:
+    """List queues: cohort, weight, quota, what their jobs hold now, how many jobs wait."""
+    body = state.client().list_queues()
+    if output == "json":
+        click.echo(dump_json(body))
+        return
+    click.echo(queues_table(body.get("items") or []))
+
+
+COMMANDS = (apply, nodes, queues)

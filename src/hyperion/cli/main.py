@@ -1,7 +1,7 @@
 """The ``hyperion`` command: the click group, its global options, and error reporting.
 
 Commands live by topic (``local_cluster``: up/down; ``jobs``: submit/queue/status/logs/cancel;
-``cluster``: apply/nodes). Every failure a user can cause is reported here, once, as
+``cluster``: apply/nodes/queues). Every failure a user can cause is reported here, once, as
 ``error: <message>`` on stderr with an exit code and no traceback:
 
 - 2: bad input (usage errors, schema errors in a YAML file, 400/422 from the server);

@@ -5,6 +5,7 @@ formats are tested without a server. Conventions, after kubectl:
 
 - ages are one unit, rounded down: ``5s``, ``3m``, ``2h``, ``4d``; unknown is ``-``;
 - memory is binary gigabytes: ``16Gi``, ``7.5Gi``;
+- queue amounts are ``key=amount`` joined by commas: ``gpus/A100=8,cpus=64,memory=256Gi``;
 - tables are left-aligned columns separated by three spaces, upper-case headers;
 - ``-o json`` output is JSON only (indented), nothing else on stdout.
 """
@@ -21,6 +22,7 @@ import yaml
 
 JOB_COLUMNS = ("ID", "NAME", "TEAM", "PHASE", "PRIORITY", "GPUS", "NODE", "AGE", "REASON")
 NODE_COLUMNS = ("ID", "STATE", "GPUS", "FREE", "GPU-TYPE", "CPUS", "MEMORY", "CPU%", "AGE")
+QUEUE_COLUMNS = ("NAME", "COHORT", "WEIGHT", "QUOTA", "USAGE", "PENDING")
 REASON_WIDTH = 48
 TERMINAL_PHASES = frozenset({"succeeded", "failed", "cancelled"})
 
@@ -139,6 +141,28 @@ def node_row(node: dict[str, Any], now: float) -> list[str]:
 
 def nodes_table(nodes: Sequence[dict[str, Any]], now: float) -> str:
     return render_table(NODE_COLUMNS, [node_row(n, now) for n in nodes])
+
+
+def format_amounts(amounts: dict[str, Any] | None) -> str:
+    """Resource-key amounts as the API gives them (millicores, bytes) the way people read them."""
+    def one(key: str, value: Any) -> str:
+        if key == "cpus" and isinstance(value, (int, float)):
+            return f"cpus={format_number(value / 1000)}"
+        if key == "memory" and isinstance(value, (int, float)):
+            return f"memory={format_memory(value)}"
+        return f"{key}={value}"
+    return ",".join(one(k, v) for k, v in (amounts or {}).items()) or "-"
+
+
+def queue_row(queue: dict[str, Any]) -> list[str]:
+    return [
+        queue.get("name", "-"), queue.get("cohort") or "-", format_number(queue.get("weight")),
+        format_amounts(queue.get("nominal")), format_amounts(queue.get("usage")), str(queue.get("pending", 0)),
+    ]
+
+
+def queues_table(queues: Sequence[dict[str, Any]]) -> str:
+    return render_table(QUEUE_COLUMNS, [queue_row(q) for q in queues])
 
 
 def _detail_value(key: str, value: Any, now: float) -> str:

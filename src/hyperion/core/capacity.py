@@ -47,6 +47,7 @@ class Capacity:
         self.nodes = snapshot.nodes
         self.unschedulable = index.unschedulable
         self.max_gpus = index.max_gpus
+        self.totals = index.totals
         self.types: list[str] = sorted(index.buckets)
         self._buckets = {t: list(b) for t, b in index.buckets.items()}
         self._copied: set[tuple[str, int]] = set()
@@ -98,10 +99,9 @@ class Capacity:
             self._bounds[t] = Resources(g, c, m)
             self._tight_at[t] = self.epochs[t]
 
-    def candidates(self, gpus: int, gpu_type: str | None) -> Iterator[Slot]:
-        """Schedulable slots with at least ``gpus`` free GPUs of ``gpu_type`` (any type if None),
-        best fit first. Do not take or give while iterating."""
-        types = [gpu_type] if gpu_type else self.types
+    def candidates(self, gpus: int, types: list[str]) -> Iterator[Slot]:
+        """Schedulable slots with at least ``gpus`` free GPUs of one of ``types``, best fit first.
+        Do not take or give while iterating."""
         for f in range(gpus, self.max_gpus + 1):
             for t in types:
                 buckets = self._buckets.get(t)
@@ -109,9 +109,8 @@ class Capacity:
                     for i in buckets[f]:
                         yield self.slot(i)
 
-    def too_few_gpus(self, gpus: int, gpu_type: str | None) -> int:
-        """How many schedulable nodes of an acceptable type have fewer than ``gpus`` free GPUs."""
-        types = [gpu_type] if gpu_type else self.types
+    def too_few_gpus(self, gpus: int, types: list[str]) -> int:
+        """How many schedulable nodes of ``types`` have fewer than ``gpus`` free GPUs."""
         return sum(len(self._buckets[t][f]) for t in types if t in self._buckets for f in range(min(gpus, self.max_gpus + 1)))
 
     def other_types(self, gpu_type: str) -> dict[str, int]:
@@ -120,10 +119,14 @@ class Capacity:
     def count(self, gpu_type: str | None) -> int:
         return self.type_count.get(gpu_type, 0) if gpu_type else self.schedulable
 
-    def take(self, slot: Slot, r: Resources) -> tuple[int, ...]:
-        gpus = tuple(slot.gpus[: r.gpus])
+    def take(self, slot: Slot, r: Resources, gpus: tuple[int, ...] | None = None) -> tuple[int, ...]:
+        """Take ``r`` from the slot: the lowest free GPU indices, or exactly ``gpus``."""
         self._bucket(slot).pop(slot.index)
-        del slot.gpus[: r.gpus]
+        if gpus is None:
+            gpus = tuple(slot.gpus[: r.gpus])
+            del slot.gpus[: r.gpus]
+        else:
+            slot.gpus = [g for g in slot.gpus if g not in gpus]
         slot.free = slot.free - r
         self._changed(slot)
         return gpus

@@ -14,6 +14,10 @@ Rules:
 - A cancelled job is terminal at once; its live tasks are stopped and keep holding their
   resources until they are reported exited.
 - A lost node counts as an exit with code 137 for each of its tasks.
+- A preempted job (``preempt``) is PREEMPTED while its ranks stop (they get the grace period to
+  checkpoint); once every rank has exited it goes back to PENDING in its queue, keeping its
+  attempt count and failures: its exit codes are not failures. The next attempt resumes from
+  the job's checkpoint directory.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ def task_exited(job: Job, attempt: int, rank: int, exit_code: int, at: float, wh
     job = replace(job, rank_exits=exits)
     remaining = live(job)
     stops: list[Placement] = []
-    if exit_code != 0 and remaining and not job.phase.terminal:
+    if exit_code != 0 and remaining and not job.phase.terminal and job.phase is not Phase.PREEMPTED:
         detail = why or f"exit code {exit_code}"
         job = replace(job, reason=f"rank {rank} failed ({detail}); stopping the other ranks")
         stops = remaining
@@ -62,6 +66,8 @@ def task_exited(job: Job, attempt: int, rank: int, exit_code: int, at: float, wh
 
 
 def _attempt_over(job: Job, at: float, why: str) -> Job:
+    if job.phase is Phase.PREEMPTED:
+        return requeue(job)
     if job.phase.terminal:  # cancelled: just record the exits
         codes = [c for _, c in job.rank_exits]
         return replace(job, exit_code=job.exit_code if job.exit_code is not None else (codes[0] if codes else None))
@@ -78,6 +84,23 @@ def _attempt_over(job: Job, at: float, why: str) -> Job:
     if job.spec.max_retries:
         phase_reason += f" (after {job.spec.max_retries} retries)"
     return replace(job, phase=Phase.FAILED, failures=failures, exit_code=code, finished_at=at, reason=phase_reason)
+
+
+def preempt(job: Job, reason: str) -> tuple[Job, list[Placement]]:
+    """Stop a placed job to make room; returns the new job and the ranks to stop."""
+    if job.phase not in (Phase.SCHEDULED, Phase.RUNNING):
+        return job, []
+    stops = live(job)
+    job = replace(job, phase=Phase.PREEMPTED, reason=reason)
+    if not stops:
+        return requeue(job), []
+    return job, stops
+
+
+def requeue(job: Job) -> Job:
+    """A preempted job whose ranks have all stopped goes back to its queue."""
+    return replace(job, phase=Phase.PENDING, placements=(), rank_exits=(),
+                   reason=f"{job.reason}; requeued after attempt {job.attempt}" if job.reason else "requeued")
 
 
 def cancel(job: Job, at: float, reason: str = "cancelled by user") -> tuple[Job, list[Placement]]:

@@ -14,13 +14,14 @@ from hyperion.model.job import (
     check_transition,
 )
 from hyperion.model.node import Gpu, GpuMetrics, Node, NodeMetrics, NodeState
-from hyperion.model.plan import Assign, Plan, Verdict, VerdictCode
+from hyperion.model.plan import Assign, Evict, Hold, Plan, Verdict, VerdictCode
+from hyperion.model.queue import QueueSpec
 from hyperion.model.resources import Resources
 from hyperion.model.snapshot import JobView, NodeView, RunningView, Snapshot
 from hyperion.model.team import Team
 
 __all__ = [
-    "Assign", "Framework", "Gpu", "GpuMetrics", "Job", "JobSpec", "JobView", "Node", "NodeMetrics",
-    "NodeState", "NodeView", "Phase", "Placement", "Plan", "Priority", "Resources", "RunningView", "Snapshot", "Team",
+    "Assign", "Evict", "Framework", "Hold", "Gpu", "GpuMetrics", "Job", "JobSpec", "JobView", "Node", "NodeMetrics",
+    "NodeState", "NodeView", "Phase", "Placement", "Plan", "Priority", "QueueSpec", "Resources", "RunningView", "Snapshot", "Team",
     "TransitionError", "Verdict", "VerdictCode", "check_transition",
 ]

@@ -8,6 +8,8 @@ stored records outlive the code that wrote them:
 - tuples of (key, value) pairs (``env``, ``labels``, ``rank_exits``) are objects; their keys are
   unique by construction, and encoding refuses a duplicate rather than drop one silently;
 - ``Resources`` is ``{"gpus": .., "cpus_milli": .., "memory": ..}``;
+- a queue's amounts (``nominal``, ``borrowing_limit``, ``lending_limit``) are objects keyed by
+  resource key (``{"gpus/A100": 8, "cpus": 64000}``), read back as pairs sorted by key;
 - a field that holds its default of ``None`` or ``()`` is left out, so records stay compact; every
   other field is written, so changing a default later never changes what an old record meant;
 - decoding ignores keys it does not know (written by a newer version) and fills the dataclass
@@ -23,13 +25,14 @@ from typing import Any, TypeVar
 
 from hyperion.model.job import Framework, Job, JobSpec, Phase, Placement, Priority
 from hyperion.model.node import Gpu, GpuMetrics, Node, NodeMetrics, NodeState
+from hyperion.model.queue import QueueSpec
 from hyperion.model.resources import Resources
 from hyperion.model.team import Team
 
 __all__ = [
     "job_from_dict", "job_to_dict", "metrics_from_dict", "metrics_to_dict", "node_from_dict",
-    "node_to_dict", "resources_from_dict", "resources_to_dict", "spec_from_dict", "spec_to_dict",
-    "team_from_dict", "team_to_dict",
+    "node_to_dict", "queue_from_dict", "queue_to_dict", "resources_from_dict", "resources_to_dict",
+    "spec_from_dict", "spec_to_dict", "team_from_dict", "team_to_dict",
 ]
 
 T = TypeVar("T")
@@ -128,7 +131,7 @@ def job_from_dict(d: object) -> Job:
                    rank_exits=lambda m: tuple((int(k), v) for k, v in m.items()))
 
 
-# ---- nodes and teams ------------------------------------------------------------------------
+# ---- nodes, teams and queues ----------------------------------------------------------------
 def node_to_dict(node: Node) -> dict[str, Any]:
     return _encode(node, gpus=lambda gs: [_encode(g) for g in gs], capacity=resources_to_dict,
                    labels=_pairs_to_dict, state=lambda s: s.value)
@@ -145,6 +148,18 @@ def team_to_dict(team: Team) -> dict[str, Any]:
 
 def team_from_dict(d: object) -> Team:
     return _decode(Team, d)
+
+
+def _amounts(d: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted((str(k), v) for k, v in d.items()))
+
+
+def queue_to_dict(q: QueueSpec) -> dict[str, Any]:
+    return _encode(q, nominal=_pairs_to_dict, borrowing_limit=_pairs_to_dict, lending_limit=_pairs_to_dict)
+
+
+def queue_from_dict(d: object) -> QueueSpec:
+    return _decode(QueueSpec, d, nominal=_amounts, borrowing_limit=_amounts, lending_limit=_amounts)
 
 
 # ---- telemetry ------------------------------------------------------------------------------

@@ -16,8 +16,9 @@ unschedulable, with empty buckets; that changes no decision.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from hyperion.model.queue import demand
 from hyperion.model.resources import Resources
 from hyperion.model.snapshot import NodeView
 
@@ -29,6 +30,8 @@ class NodeIndex:
     bounds: Mapping[str, Resources]  # per gpu type: free capacity of no node exceeds this
     unschedulable: int
     max_gpus: int
+    # capacity of the schedulable nodes per quota resource key (``model.queue``): fair-share totals
+    totals: Mapping[str, int] = field(default_factory=dict)
 
     @staticmethod
     def build(nodes: tuple[NodeView, ...]) -> NodeIndex:
@@ -36,9 +39,11 @@ class NodeIndex:
         max_gpus = max([max_gpus] + [n.capacity.gpus for n in nodes if n.schedulable])
         buckets: dict[str, list[dict[int, None]]] = {}
         bounds: dict[str, Resources] = {}
+        totals: dict[str, int] = {}
         for i, n in enumerate(nodes):
             if not n.schedulable:
                 continue
+            _count(totals, n, 1)
             t = n.gpu_type
             if t not in buckets:
                 buckets[t] = [{} for _ in range(max_gpus + 1)]
@@ -46,7 +51,7 @@ class NodeIndex:
             buckets[t][len(n.free_gpus)][i] = None
             bounds[t] = _max(bounds[t], n.free)
         return NodeIndex(len(nodes), {t: tuple(b) for t, b in buckets.items()}, bounds,
-                         sum(1 for n in nodes if not n.schedulable), max_gpus)
+                         sum(1 for n in nodes if not n.schedulable), max_gpus, totals)
 
     def updated(self, old: tuple[NodeView, ...], new: tuple[NodeView, ...], changed: Iterable[int]) -> NodeIndex:
         """The index for ``new``, which differs from ``old`` (what this index was built for) only at
@@ -57,6 +62,7 @@ class NodeIndex:
         removed: dict[tuple[str, int], set[int]] = {}
         added: dict[tuple[str, int], list[int]] = {}
         bounds = dict(self.bounds)
+        totals = dict(self.totals)
         unschedulable = self.unschedulable
         for i in set(changed):
             o, n = old[i], new[i]
@@ -65,8 +71,10 @@ class NodeIndex:
             if n.schedulable and n.gpu_type not in self.buckets:
                 return NodeIndex.build(new)
             if o.schedulable:
+                _count(totals, o, -1)
                 removed.setdefault((o.gpu_type, len(o.free_gpus)), set()).add(i)
             if n.schedulable:
+                _count(totals, n, 1)
                 added.setdefault((n.gpu_type, len(n.free_gpus)), []).append(i)
                 bounds[n.gpu_type] = _max(bounds[n.gpu_type], n.free)  # an upper bound stays valid
             unschedulable += (not n.schedulable) - (not o.schedulable)
@@ -76,8 +84,13 @@ class NodeIndex:
             keep = [i for i in buckets[t][f] if i not in gone]
             # position order, so the index is a function of the nodes alone, not of their history
             buckets[t][f] = dict.fromkeys(sorted(keep + new_here) if new_here else keep)
-        return NodeIndex(self.size, {t: tuple(b) for t, b in buckets.items()}, bounds, unschedulable, self.max_gpus)
+        return NodeIndex(self.size, {t: tuple(b) for t, b in buckets.items()}, bounds, unschedulable, self.max_gpus, totals)
 
 
 def _max(a: Resources, b: Resources) -> Resources:
     return Resources(max(a.gpus, b.gpus), max(a.cpus_milli, b.cpus_milli), max(a.memory, b.memory))
+
+
+def _count(totals: dict[str, int], n: NodeView, sign: int) -> None:
+    for key, amount in demand(n.capacity, n.gpu_type):
+        totals[key] = totals.get(key, 0) + sign * amount

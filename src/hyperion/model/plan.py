@@ -7,6 +7,7 @@ import enum
 from dataclasses import dataclass, field
 
 from hyperion.model.job import Placement
+from hyperion.model.resources import Resources
 
 
 class VerdictCode(enum.Enum):
@@ -31,6 +32,29 @@ class Assign:
 
 
 @dataclass(frozen=True, slots=True)
+class Evict:
+    """Stop a running job to make room; it goes back to its queue and resumes from its checkpoint."""
+
+    job_id: str
+    preemptor: str  # the job it makes room for
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Resources promised to a pending job (an EASY-backfill reservation): on each listed node,
+    other jobs may not take ``amount`` of what is free now, unless they end by ``until`` (None:
+    they may not, whatever their runtime)."""
+
+    job_id: str
+    until: float | None
+    amounts: tuple[tuple[str, Resources], ...]  # (node id, held amount)
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     assignments: tuple[Assign, ...] = ()
     verdicts: dict[str, Verdict] = field(default_factory=dict)  # job id -> why it is still pending
+    evictions: tuple[Evict, ...] = ()
+    holds: tuple[Hold, ...] = ()
+    order: tuple[str, ...] = ()  # the pending jobs in the order the cycle considered them

@@ -6,9 +6,12 @@ snapshot always yields the same plan, in the live control plane and in the simul
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from hyperion.model.job import Priority
+from hyperion.model.plan import Hold
+from hyperion.model.queue import QueueSpec
 from hyperion.model.resources import Resources
 
 
@@ -35,21 +38,34 @@ class JobView:
     replicas: int
     min_available: int
     gpu_type: str | None = None
-    runtime_estimate_s: float | None = None
+    runtime_estimate_s: float | None = None  # from the spec, else from the user's history
+    user: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class RunningView:
-    """A job holding resources: placed and not yet finished."""
+    """A job holding resources: placed and not yet finished. ``placements`` are its live ranks
+    as (node id, GPU indices); each holds ``per_replica``. ``preempting``: it was chosen as a
+    victim and is being stopped (it still holds its resources until its ranks exit)."""
 
     id: str
     team: str
     queue: str
     priority: Priority
-    gpus: int  # held in total, all replicas
+    per_replica: Resources
+    placements: tuple[tuple[str, tuple[int, ...]], ...]
     gpu_type: str  # of the node(s) it runs on
     started_at: float | None
     runtime_estimate_s: float | None = None
+    priority_value: int = 0
+    last_checkpoint_at: float | None = None
+    preempting: bool = False
+    user: str = ""
+
+    @property
+    def gpus(self) -> int:
+        """GPUs held in total, all live ranks."""
+        return self.per_replica.gpus * len(self.placements)
 
     @property
     def expected_end(self) -> float | None:
@@ -68,3 +84,14 @@ class Snapshot:
     # snapshots incrementally; ``schedule`` builds one when absent
     node_index: object | None = None
     running: tuple[RunningView, ...] = ()
+    # queue name -> its spec; a queue not listed has no quota (weight 1, no cohort)
+    queues: Mapping[str, QueueSpec] = field(default_factory=dict)
+    # queue name -> resource key -> amount held by its running jobs; None: derived from ``running``
+    # (a driver that keeps it incrementally passes it so a cycle need not sum every running job)
+    usage: Mapping[str, Mapping[str, int]] | None = None
+    # decayed past usage (resource-seconds, see ``core.fairshare``) by queue name and by
+    # "queue/user"; read by fair-share ordering
+    history: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    # holds decided by an earlier cycle for jobs not in ``pending`` (an incremental cycle offers
+    # only new arrivals; the head job's reservation must still be honoured)
+    holds: tuple[Hold, ...] = ()

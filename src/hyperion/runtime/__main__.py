@@ -22,17 +22,27 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--gpu-type", default="logical")
     p.add_argument("--node-timeout", type=float, default=10.0, help="seconds without a heartbeat before a node is not ready")
     p.add_argument("--heartbeat-interval", type=float, default=1.0)
-    p.add_argument("--profile", default="first-fit")
+    p.add_argument("--profile", default="default", help="scheduling profile: default (queues, fair share, preemption, "
+                   "backfill) or first-fit")
+    p.add_argument("--scheduler-option", action="append", default=[], metavar="NAME=VALUE",
+                   help="a profile option, e.g. victim_order=cheapest-first (docs/adr/0003); repeatable")
     p.add_argument("--log-level", default="INFO")
     a = p.parse_args(argv)
     if a.agents < 0 or (a.gpus_per_agent is not None and a.gpus_per_agent < 0):
         p.error("--agents and --gpus-per-agent must be >= 0")
     if a.node_timeout <= 0 or a.heartbeat_interval <= 0:
         p.error("--node-timeout and --heartbeat-interval must be > 0")
+    options = []
+    for item in a.scheduler_option:
+        name, eq, value = item.partition("=")
+        if not eq or not name:
+            p.error(f"--scheduler-option {item!r}: expected NAME=VALUE")
+        options.append((name.strip(), value.strip()))
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = Config(data_dir=a.data_dir.resolve(), host=a.host, port=a.port, grpc_port=a.grpc_port, agents=a.agents,
                  gpus_per_agent=a.gpus_per_agent, gpu_type=a.gpu_type, node_timeout=a.node_timeout,
-                 heartbeat_interval=a.heartbeat_interval, profile=a.profile)
+                 heartbeat_interval=a.heartbeat_interval, profile=a.profile,
+                 scheduler_options=tuple(options))
     try:
         import uvloop
         uvloop.install()

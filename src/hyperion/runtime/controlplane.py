@@ -32,7 +32,7 @@ from hyperion.api.grpc_server import add_services
 from hyperion.api.logs import LogStore
 from hyperion.api.rest import build_app
 from hyperion.api.service import ControlService
-from hyperion.core import PROFILES
+from hyperion.core import PROFILES, ProfileError
 from hyperion.model import NodeState
 from hyperion.ports.clock import SystemClock
 from hyperion.providers.local import LocalProvider
@@ -55,7 +55,8 @@ class Config:
     gpu_type: str = "logical"
     node_timeout: float = 10.0
     heartbeat_interval: float = 1.0
-    profile: str = "first-fit"
+    profile: str = "default"
+    scheduler_options: tuple[tuple[str, str], ...] = ()  # profile options (core.framework.OPTIONS)
 
 
 class _Uvicorn(uvicorn.Server):
@@ -97,7 +98,11 @@ class ControlPlane:
         self.hub = AgentHub(self.service, self.agent_token, config.heartbeat_interval)
         if config.profile not in PROFILES:
             raise SystemExit(f"error: unknown profile {config.profile!r}; known: {', '.join(PROFILES)}")
-        self.scheduler = SchedulerLoop(self.service, self.hub, PROFILES[config.profile]())
+        try:
+            profile = PROFILES[config.profile](**dict(config.scheduler_options))
+        except ProfileError as err:
+            raise SystemExit(f"error: {err}; fix --scheduler-option") from None
+        self.scheduler = SchedulerLoop(self.service, self.hub, profile)
         self.health = HealthMonitor(self.hub, config.node_timeout)
         self.provider: LocalProvider | None = None
         self._stop = asyncio.Event()

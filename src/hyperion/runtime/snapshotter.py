@@ -5,16 +5,21 @@ The simulator builds the same type from its virtual world; ``core.schedule`` can
 
 from __future__ import annotations
 
-from hyperion.model import Job, JobView, NodeState, NodeView, RunningView, Snapshot
+from collections import defaultdict
+
+from hyperion.model import Hold, Job, JobView, NodeState, NodeView, Phase, RunningView, Snapshot
 from hyperion.model.nodeindex import NodeIndex
-from hyperion.store.objects import ClusterState
+from hyperion.model.queue import demand
+from hyperion.store.objects import ClusterState, live_tasks
 
 
-def job_view(job: Job) -> JobView:
+def job_view(job: Job, estimate: float | None = None) -> JobView:
     s = job.spec
     return JobView(id=job.id, team=s.team, queue=s.queue, priority=s.priority, priority_value=s.priority_value,
                    submitted_at=job.submitted_at, per_replica=s.resources, replicas=s.replicas,
-                   min_available=s.min_available, gpu_type=s.gpu_type, runtime_estimate_s=s.runtime_estimate_s)
+                   min_available=s.min_available, gpu_type=s.gpu_type,
+                   runtime_estimate_s=s.runtime_estimate_s if s.runtime_estimate_s is not None else estimate,
+                   user=s.user)
 
 
 class Snapshotter:
@@ -28,6 +33,12 @@ class Snapshotter:
         self._position: dict[str, int] = {}
         self._index: NodeIndex | None = None
         state.changed_nodes.update(state.nodes)
+        self._running: dict[str, RunningView] = {}
+        # resources held per queue and per "queue/user" (fair-share history accrues from these)
+        self.usage: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.user_usage: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.running_version = 0  # +1 whenever the set of running views changes
+        state.changed_jobs.update(state.jobs)
 
     def _node_view(self, node) -> NodeView:
         used, used_gpus = self.state.allocated(node.id)
@@ -61,28 +72,52 @@ class Snapshotter:
             job = jobs[job_id]
             cached = self._views.get(job_id)
             if cached is None or cached[0] is not job:
-                cached = self._views[job_id] = (job, job_view(job))
+                cached = self._views[job_id] = (job, job_view(job, self.state.runtime_estimate(job.spec.team, job.spec.user)))
             views.append(cached[1])
         if len(self._views) > 2 * len(views) + 1024:  # forget jobs that left the queue
             self._views = {k: v for k, v in self._views.items() if k in self.state.pending}
         return tuple(views)
 
-    def running(self) -> tuple[RunningView, ...]:
-        """Jobs holding resources (their live tasks), from the state's per-node task index."""
-        held: dict[str, tuple[int, str]] = {}
-        for node_id, tasks in self.state.node_tasks.items():
-            node = self.state.nodes.get(node_id)
-            for job_id, _ in tasks:
-                gpus, _t = held.get(job_id, (0, ""))
-                held[job_id] = (gpus + self.state.jobs[job_id].spec.resources.gpus, node.gpu_type if node else "")
-        out = []
-        for job_id, (gpus, gpu_type) in sorted(held.items()):
-            job = self.state.jobs[job_id]
-            s = job.spec
-            out.append(RunningView(job_id, s.team, s.queue, s.priority, gpus, gpu_type, job.started_at, s.runtime_estimate_s))
-        return tuple(out)
+    def _running_view(self, job: Job) -> RunningView | None:
+        tasks = live_tasks(job)
+        if not tasks:
+            return None
+        s = job.spec
+        node = self.state.nodes.get(tasks[0].node_id)
+        estimate = s.runtime_estimate_s if s.runtime_estimate_s is not None else self.state.runtime_estimate(s.team, s.user)
+        leaving = job.phase is Phase.PREEMPTED or job.phase.terminal  # being stopped
+        return RunningView(job.id, s.team, s.queue, s.priority, s.resources,
+                           tuple((p.node_id, p.gpu_indices) for p in tasks), node.gpu_type if node else "",
+                           job.started_at, estimate, s.priority_value, None, leaving, s.user)
 
-    def snapshot(self, now: float, seed: int, with_running: bool = False) -> Snapshot:
+    def _count(self, v: RunningView, sign: int) -> None:
+        for key, amount in demand(v.per_replica, v.gpu_type):
+            self.usage[v.queue][key] += sign * amount * len(v.placements)
+            self.user_usage[f"{v.queue}/{v.user}"][key] += sign * amount * len(v.placements)
+
+    def running(self) -> tuple[RunningView, ...]:
+        """Jobs holding resources (their live tasks), updated for the jobs written since the last call."""
+        changed = self.state.take_changed_jobs()
+        for job_id in changed:
+            old = self._running.pop(job_id, None)
+            job = self.state.jobs.get(job_id)
+            new = self._running_view(job) if job is not None else None
+            if old == new:
+                if new is not None:
+                    self._running[job_id] = new
+                continue
+            if old is None or new is None or (old.placements, old.preempting) != (new.placements, new.preempting):
+                self.running_version += 1  # who holds what changed (not merely, say, a start time)
+            if old is not None:
+                self._count(old, -1)
+            if new is not None:
+                self._running[job_id] = new
+                self._count(new, 1)
+        return tuple(self._running.values())
+
+    def snapshot(self, now: float, seed: int, history: dict | None = None, holds: tuple[Hold, ...] = ()) -> Snapshot:
         nodes, index = self.nodes()
-        return Snapshot(now=now, seed=seed, nodes=nodes, pending=self.pending(), node_index=index,
-                        running=self.running() if with_running else ())
+        running = self.running()
+        usage = {q: dict(u) for q, u in self.usage.items()}
+        return Snapshot(now=now, seed=seed, nodes=nodes, pending=self.pending(), node_index=index, running=running,
+                        queues=dict(self.state.queues), usage=usage, history=history or {}, holds=holds)

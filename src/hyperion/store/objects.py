@@ -9,20 +9,34 @@ Glossary:
 - *live task*: a rank of a job's current attempt that has been placed on a node and has not been
   reported exited. Live tasks hold node capacity, whatever the job's phase (a cancelled job's
   tasks hold their GPUs until the agent confirms they stopped).
+- *queues*: the applied ``kind: Queue`` objects by name. The queue ``default`` exists without
+  one (no quota); ``queues_version`` counts changes to them since this instance was built, so a
+  reader compares it with the value it last saw to know the definitions changed.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable
 
 import orjson
 
 from hyperion.model import Job, Node, Phase, Placement, Resources, Team, check_transition
-from hyperion.model.codec import job_from_dict, job_to_dict, node_from_dict, node_to_dict, team_from_dict, team_to_dict
+from hyperion.model.codec import (
+    job_from_dict,
+    job_to_dict,
+    node_from_dict,
+    node_to_dict,
+    queue_from_dict,
+    queue_to_dict,
+    team_from_dict,
+    team_to_dict,
+)
+from hyperion.model.queue import QueueSpec
 from hyperion.ports.store import Compare, Put, StateStore
 
-JOBS, NODES, TEAMS = "jobs/", "nodes/", "teams/"
+JOBS, NODES, TEAMS, QUEUES = "jobs/", "nodes/", "teams/", "queues/"
+RUNTIME_HISTORY = 20  # succeeded jobs per (team, user) kept for runtime estimates
 
 
 class ConflictError(RuntimeError):
@@ -42,6 +56,8 @@ class ClusterState:
         self.jobs: dict[str, Job] = {}
         self.nodes: dict[str, Node] = {}
         self.teams: dict[str, Team] = {}
+        self.queues: dict[str, QueueSpec] = {}
+        self.queues_version = 0  # +1 on every change to ``queues`` after loading
         self._revs: dict[str, int] = {}
         # node id -> {(job id, rank): placement} of live tasks
         self.node_tasks: dict[str, dict[tuple[str, int], Placement]] = defaultdict(dict)
@@ -49,6 +65,11 @@ class ClusterState:
         # ids of nodes whose object or live tasks changed since a reader last took this set
         # (the snapshotter updates only those node views and its node index)
         self.changed_nodes: set[str] = set()
+        # ids of jobs written since a reader last took this set (the snapshotter's running views)
+        self.changed_jobs: set[str] = set()
+        # (team, user) -> runtimes in seconds of their latest succeeded jobs: the estimate for a
+        # job whose spec gives none (EASY backfill, ``hyperion explain``)
+        self.runtimes: dict[tuple[str, str], deque[float]] = {}
         self._load()
 
     # ---- loading -------------------------------------------------------------------------
@@ -56,6 +77,10 @@ class ClusterState:
         for kv in self.store.range(TEAMS):
             team = team_from_dict(orjson.loads(kv.value))
             self.teams[team.name] = team
+            self._revs[kv.key] = kv.mod_revision
+        for kv in self.store.range(QUEUES):
+            queue = queue_from_dict(orjson.loads(kv.value))
+            self.queues[queue.name] = queue
             self._revs[kv.key] = kv.mod_revision
         for kv in self.store.range(NODES):
             node = node_from_dict(orjson.loads(kv.value))
@@ -71,6 +96,13 @@ class ClusterState:
 
     # ---- indexes -------------------------------------------------------------------------
     def _index(self, old: Job | None, new: Job) -> None:
+        self.changed_jobs.add(new.id)
+        if new.phase is Phase.SUCCEEDED and (old is None or old.phase is not Phase.SUCCEEDED) \
+                and new.started_at is not None and new.finished_at is not None:
+            key = (new.spec.team, new.spec.user)
+            if key not in self.runtimes:
+                self.runtimes[key] = deque(maxlen=RUNTIME_HISTORY)
+            self.runtimes[key].append(max(0.0, new.finished_at - new.started_at))
         if old is not None:
             for p in live_tasks(old):
                 self.node_tasks[p.node_id].pop((old.id, p.rank), None)
@@ -88,6 +120,18 @@ class ClusterState:
                 self.pending = dict.fromkeys(order)
             else:
                 self.pending[new.id] = None
+
+    def take_changed_jobs(self) -> set[str]:
+        changed, self.changed_jobs = self.changed_jobs, set()
+        return changed
+
+    def runtime_estimate(self, team: str, user: str) -> float | None:
+        """The median runtime of the user's latest succeeded jobs, if any."""
+        runs = self.runtimes.get((team, user))
+        if not runs:
+            return None
+        ordered = sorted(runs)
+        return ordered[len(ordered) // 2]
 
     def take_changed_nodes(self) -> set[str]:
         changed, self.changed_nodes = self.changed_nodes, set()
@@ -149,6 +193,13 @@ class ClusterState:
     def put_team(self, team: Team) -> None:
         self._put(TEAMS + team.name, team_to_dict(team))
         self.teams[team.name] = team
+
+    def put_queue(self, queue: QueueSpec) -> None:
+        """Create or replace a queue's definition; ``queues_version`` moves on if it changed."""
+        self._put(QUEUES + queue.name, queue_to_dict(queue))
+        if self.queues.get(queue.name) != queue:
+            self.queues[queue.name] = queue
+            self.queues_version += 1
 
     def _put(self, key: str, data: dict) -> None:
         res = self.store.txn([Compare(key, self._revs.get(key, 0))], [Put(key, orjson.dumps(data))])

@@ -4,6 +4,11 @@
     a_job("train").gpus(2).view()                                                                # JobView
     a_node("n1").gpus(8).gpu_type("A100").cpus(32).memory("256Gi").build_view()                   # NodeView
     a_snapshot(nodes=[a_node("n1")], pending=[a_job("a").gpus(1)], now=0, seed=0)                 # Snapshot
+    a_queue("research").cohort("lab").gpus(A100=4).borrowing_limit(A100=2).build()                 # QueueSpec
+    a_job("old").gpus(2).queue("research").running_on("n1", started=0.0)                          # RunningBuilder
+
+``a_snapshot(..., running=[...], queues=[...])`` takes the GPUs, CPUs and memory of the running
+jobs from the nodes they run on (lowest free GPU indices unless given), so the two always agree.
 
 Glossary:
 - *builder*: a frozen value; every setter returns a new builder, so a half-built one can be shared
@@ -22,9 +27,24 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from hyperion.model import Gpu, Job, JobSpec, JobView, Node, NodeView, Priority, Resources, Snapshot
+from hyperion.model import (
+    Gpu,
+    Hold,
+    Job,
+    JobSpec,
+    JobView,
+    Node,
+    NodeView,
+    Priority,
+    QueueSpec,
+    Resources,
+    RunningView,
+    Snapshot,
+)
+from hyperion.model.queue import gpu_key
 
-__all__ = ["JobBuilder", "NodeBuilder", "a_job", "a_node", "a_snapshot", "job_view", "to_bytes"]
+__all__ = ["JobBuilder", "NodeBuilder", "QueueBuilder", "RunningBuilder", "a_job", "a_node", "a_queue", "a_snapshot",
+           "job_view", "to_bytes"]
 
 _UNITS = {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
           "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
@@ -55,9 +75,27 @@ class JobBuilder:
     min_available_: int | None = None  # None: all replicas (a gang)
     submitted_: float = 0.0
     max_retries_: int = 0
+    queue_: str = "default"
+    user_: str = ""
+    runtime_: float | None = None
 
     def team(self, name: str) -> JobBuilder:
         return replace(self, team_=name)
+
+    def queue(self, name: str) -> JobBuilder:
+        return replace(self, queue_=name)
+
+    def user(self, name: str) -> JobBuilder:
+        return replace(self, user_=name)
+
+    def runtime(self, seconds: float | None) -> JobBuilder:
+        """The runtime estimate (the spec's ``runtime_estimate``)."""
+        return replace(self, runtime_=seconds)
+
+    def running_on(self, *nodes: str, started: float | None = 0.0, checkpoint: float | None = None,
+                   preempting: bool = False, gpus: tuple[tuple[int, ...], ...] | None = None) -> RunningBuilder:
+        """This job running, one rank on each of ``nodes`` (GPU indices: the lowest free unless given)."""
+        return RunningBuilder(self, tuple(nodes), started, checkpoint, preempting, gpus)
 
     def priority(self, p: Priority, value: int = 0) -> JobBuilder:
         return replace(self, priority_=p, priority_value_=value)
@@ -98,7 +136,7 @@ class JobBuilder:
         return JobSpec(name=self.id, team=self.team_, priority=self.priority_, priority_value=self.priority_value_,
                        resources=self.per_replica, gpu_type=self.gpu_type_, replicas=self.replicas_,
                        min_available=self.min_available_ or self.replicas_, max_retries=self.max_retries_,
-                       command=("true",))
+                       command=("true",), queue=self.queue_, user=self.user_, runtime_estimate_s=self.runtime_)
 
     def build(self) -> Job:
         """A PENDING job that was never placed."""
@@ -169,7 +207,66 @@ def job_view(job: Job) -> JobView:
     s = job.spec
     return JobView(id=job.id, team=s.team, queue=s.queue, priority=s.priority, priority_value=s.priority_value,
                    submitted_at=job.submitted_at, per_replica=s.resources, replicas=s.replicas,
-                   min_available=s.min_available, gpu_type=s.gpu_type, runtime_estimate_s=s.runtime_estimate_s)
+                   min_available=s.min_available, gpu_type=s.gpu_type, runtime_estimate_s=s.runtime_estimate_s,
+                   user=s.user)
+
+
+@dataclass(frozen=True)
+class RunningBuilder:
+    job: JobBuilder
+    nodes: tuple[str, ...]
+    started: float | None = 0.0
+    checkpoint: float | None = None
+    preempting: bool = False
+    gpus: tuple[tuple[int, ...], ...] | None = None
+
+    def view(self, gpu_type: str, gpus: tuple[tuple[int, ...], ...]) -> RunningView:
+        j = self.job
+        return RunningView(j.id, j.team_, j.queue_, j.priority_, j.per_replica, tuple(zip(self.nodes, gpus, strict=True)), gpu_type,
+                           self.started, j.runtime_, j.priority_value_, self.checkpoint, self.preempting, j.user_)
+
+
+@dataclass(frozen=True)
+class QueueBuilder:
+    name: str
+    cohort_: str | None = None
+    weight_: float = 1.0
+    nominal_: tuple[tuple[str, int], ...] = ()
+    borrowing_: tuple[tuple[str, int], ...] = ()
+    lending_: tuple[tuple[str, int], ...] = ()
+
+    def cohort(self, name: str | None) -> QueueBuilder:
+        return replace(self, cohort_=name)
+
+    def weight(self, w: float) -> QueueBuilder:
+        return replace(self, weight_=w)
+
+    def gpus(self, **per_type: int) -> QueueBuilder:
+        """Nominal GPU quota per type: ``.gpus(A100=4, H100=2)``."""
+        return replace(self, nominal_=_merge(self.nominal_, {gpu_key(t): n for t, n in per_type.items()}))
+
+    def cpus(self, n: float) -> QueueBuilder:
+        return replace(self, nominal_=_merge(self.nominal_, {"cpus": round(n * 1000)}))
+
+    def memory(self, size: int | str) -> QueueBuilder:
+        return replace(self, nominal_=_merge(self.nominal_, {"memory": to_bytes(size)}))
+
+    def borrowing_limit(self, **per_type: int) -> QueueBuilder:
+        return replace(self, borrowing_=_merge(self.borrowing_, {gpu_key(t): n for t, n in per_type.items()}))
+
+    def lending_limit(self, **per_type: int) -> QueueBuilder:
+        return replace(self, lending_=_merge(self.lending_, {gpu_key(t): n for t, n in per_type.items()}))
+
+    def build(self) -> QueueSpec:
+        return QueueSpec(self.name, self.cohort_, self.weight_, self.nominal_, self.borrowing_, self.lending_)
+
+
+def _merge(old: tuple[tuple[str, int], ...], new: dict[str, int]) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted({**dict(old), **new}.items()))
+
+
+def a_queue(name: str) -> QueueBuilder:
+    return QueueBuilder(name)
 
 
 def a_job(name: str = "job") -> JobBuilder:
@@ -181,10 +278,30 @@ def a_node(node_id: str = "n1") -> NodeBuilder:
 
 
 def a_snapshot(nodes: Iterable[NodeBuilder | NodeView] = (), pending: Iterable[JobBuilder | JobView | Job] = (),
-               now: float = 0.0, seed: int = 0) -> Snapshot:
-    """A snapshot of the given nodes and pending jobs; builders, views and ``Job`` values all do."""
-    node_views = tuple(n.build_view() if isinstance(n, NodeBuilder) else n for n in nodes)
+               now: float = 0.0, seed: int = 0, running: Iterable[RunningBuilder] = (),
+               queues: Iterable[QueueBuilder | QueueSpec] = (), history: dict | None = None,
+               holds: Iterable[Hold] = ()) -> Snapshot:
+    """A snapshot of the given nodes and pending jobs; builders, views and ``Job`` values all do.
+    Running jobs take their resources from the nodes they run on."""
+    node_views = [n.build_view() if isinstance(n, NodeBuilder) else n for n in nodes]
+    at = {v.id: k for k, v in enumerate(node_views)}
+    running_views = []
+    for rb in running:
+        r, chosen = rb.job.per_replica, []
+        for k, node_id in enumerate(rb.nodes):
+            if node_id not in at:
+                raise ValueError(f"running job {rb.job.id}: no node {node_id!r} in the snapshot")
+            n = node_views[at[node_id]]
+            gpus = rb.gpus[k] if rb.gpus else n.free_gpus[: r.gpus]
+            if len(gpus) != r.gpus or not set(gpus) <= set(n.free_gpus) or not r.fits_in(n.free):
+                raise ValueError(f"running job {rb.job.id}: node {node_id} has no room for it")
+            node_views[at[node_id]] = NodeView(n.id, n.gpu_type, n.capacity, n.free - r,
+                                               tuple(g for g in n.free_gpus if g not in gpus), n.schedulable, n.labels)
+            chosen.append(tuple(gpus))
+        running_views.append(rb.view(node_views[at[rb.nodes[0]]].gpu_type if rb.nodes else "", tuple(chosen)))
     job_views = tuple(j.view() if isinstance(j, JobBuilder) else job_view(j) if isinstance(j, Job) else j
                       for j in pending)
-    return Snapshot(now=now, seed=seed, nodes=node_views, pending=job_views)
+    queue_specs = {q.name: q.build() if isinstance(q, QueueBuilder) else q for q in queues}
+    return Snapshot(now=now, seed=seed, nodes=tuple(node_views), pending=job_views, running=tuple(running_views),
+                    queues=queue_specs, history=history or {}, holds=tuple(holds))
 

@@ -15,6 +15,7 @@ from hyperion.api.spec import (
     KINDS,
     FieldError,
     JobDoc,
+    QueueDoc,
     SpecError,
     TeamDoc,
     join_path,
@@ -125,7 +126,7 @@ def test_a_dumped_document_validates_to_the_same_document() -> None:
 
 
 def test_kinds_are_a_registry_of_document_classes() -> None:
-    assert KINDS == {"Job": JobDoc, "Team": TeamDoc}
+    assert KINDS == {"Job": JobDoc, "Team": TeamDoc, "Queue": QueueDoc}
     assert all(cls.model_fields["kind"].default == kind for kind, cls in KINDS.items())
     assert all(cls.model_json_schema()["additionalProperties"] is False for cls in KINDS.values())
 

@@ -46,6 +46,14 @@ def a_node(**fields: Any) -> dict[str, Any]:
     return {**node, **fields}
 
 
+def a_queue(**fields: Any) -> dict[str, Any]:
+    queue = {"name": "research", "cohort": "lab", "weight": 2.0,
+             "nominal": {"cpus": 64000, "gpus/A100": 8, "memory": 256 * 2**30}, "borrowing_limit": {"gpus/A100": 4},
+             "lending_limit": {}, "usage": {"cpus": 4500, "gpus/A100": 2, "memory": 8 * 2**30}, "pending": 3,
+             "defined": True}
+    return {**queue, **fields}
+
+
 def run(*args: str, env: dict[str, str] | None = None, stdin: str | None = None):
     base = {"HYPERION_SERVER": None, "HYPERION_TOKEN": None, "HYPERION_DEBUG": None}
     return CliRunner(env={**base, **(env or {})}).invoke(cli, list(args), input=stdin)
@@ -80,6 +88,10 @@ class FakeApi:
             return httpx.Response(200, json={"items": list(self.jobs.values()), "total": 7})
         if path == "/v1/nodes":
             return httpx.Response(200, json={"items": [a_node()]})
+        if path == "/v1/queues":
+            return httpx.Response(200, json={"items": [a_queue(), a_queue(
+                name="default", cohort=None, weight=1.0, nominal={}, borrowing_limit={}, usage={}, pending=0,
+                defined=False)]})
         if path == "/v1/apply":
             return httpx.Response(200, json={"results": [
                 {"kind": "Team", "name": "ml", "action": "created", "token": "team-tok"}]})
@@ -301,7 +313,8 @@ def test_job_detail_shows_every_field_placements_and_reason():
 
 def test_json_output_is_machine_clean(api: FakeApi):
     api.jobs["j-1"] = a_job()
-    for args in (["queue", "-o", "json"], ["nodes", "-o", "json"], ["status", "j-1", "-o", "json"]):
+    for args in (["queue", "-o", "json"], ["nodes", "-o", "json"], ["queues", "-o", "json"],
+                 ["status", "j-1", "-o", "json"]):
         api.phases = [{}]
         result = run(*args)
         assert result.exit_code == 0, result.output
@@ -318,6 +331,25 @@ def test_queue_table_and_filters(api: FakeApi):
     assert api.requests[-1].url.params["team"] == "ml"
     run("queue", "--all")
     assert "phase" not in api.requests[-1].url.params
+
+
+def test_queues_table(api: FakeApi):
+    result = run("queues")
+    assert result.exit_code == 0, result.output
+    assert api.requests[-1].url.path == "/v1/queues"
+    header, research, default = result.stdout.splitlines()
+    assert header.split() == list(output.QUEUE_COLUMNS)
+    assert research.split() == ["research", "lab", "2", "cpus=64,gpus/A100=8,memory=256Gi",
+                                "cpus=4.5,gpus/A100=2,memory=8Gi", "3"]
+    assert default.split() == ["default", "-", "1", "-", "-", "0"]
+    assert json.loads(run("queues", "-o", "json").stdout)["items"][0]["name"] == "research"
+
+
+def test_apply_sends_queue_documents(api: FakeApi, needs_spec):
+    result = run("apply", "-f", "-", stdin="kind: Queue\nname: research\nquota:\n  gpus: {A100: 8}\n")
+    assert result.exit_code == 0, result.output
+    assert json.loads(api.requests[-1].content) == {
+        "documents": [{"kind": "Queue", "name": "research", "quota": {"gpus": {"A100": 8}}}]}
 
 
 def test_logs_cancel_apply(api: FakeApi):

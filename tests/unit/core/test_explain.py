@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 
 from hyperion.core import PROFILES, explain, schedule
-from hyperion.model import Priority, RunningView
+from hyperion.model import Priority, Resources, RunningView
 from hyperion.testing.builders import a_job, a_node, a_snapshot
 
 FF = PROFILES["first-fit"]()
 
 
 def running(job_id: str, gpus: int, started: float | None, estimate: float | None, gpu_type: str = "A100") -> RunningView:
-    return RunningView(job_id, "t", "default", Priority.BATCH, gpus, gpu_type, started, estimate)
+    return RunningView(job_id, "t", "default", Priority.BATCH, Resources(gpus), (("n1", tuple(range(gpus))),), gpu_type,
+                       started, estimate)
 
 
 def explained(nodes, pending, run=(), job_id="me", now=100.0):

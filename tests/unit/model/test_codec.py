@@ -34,11 +34,14 @@ from hyperion.model.codec import (
     metrics_to_dict,
     node_from_dict,
     node_to_dict,
+    queue_from_dict,
+    queue_to_dict,
     spec_from_dict,
     spec_to_dict,
     team_from_dict,
     team_to_dict,
 )
+from hyperion.model.queue import QueueSpec
 
 # ---- strategies -------------------------------------------------------------------------------
 ints = st.integers(-(2**53), 2**53)
@@ -78,6 +81,8 @@ nodes = st.builds(
     gpus_logical=st.booleans(), registered_at=floats, last_seen=floats, version=words,
 )
 teams = st.builds(Team, words, words, floats)
+amounts = st.dictionaries(words, naturals, max_size=4).map(lambda d: tuple(sorted(d.items())))
+queues = st.builds(QueueSpec, words, opt(words), floats, amounts, amounts, amounts)
 gpu_metrics = st.builds(GpuMetrics, naturals, words, floats, floats, floats, floats, floats, naturals)
 metrics = st.builds(
     NodeMetrics, words, floats, floats, floats, floats, floats, floats, floats, floats,
@@ -89,6 +94,7 @@ CODECS: list[tuple[str, st.SearchStrategy[Any], Callable, Callable]] = [
     ("job", jobs, job_to_dict, job_from_dict),
     ("node", nodes, node_to_dict, node_from_dict),
     ("team", teams, team_to_dict, team_from_dict),
+    ("queue", queues, queue_to_dict, queue_from_dict),
     ("metrics", metrics, metrics_to_dict, metrics_from_dict),
 ]
 by_name = pytest.mark.parametrize(("strategy", "encode", "decode"), [c[1:] for c in CODECS],
@@ -162,12 +168,21 @@ def test_a_node_has_this_exact_format() -> None:
     }
 
 
+def test_a_queue_has_this_exact_format() -> None:
+    q = QueueSpec("research", cohort="lab", weight=2.0, nominal=(("cpus", 64000), ("gpus/A100", 8)),
+                  lending_limit=(("gpus/A100", 4),))
+    assert queue_to_dict(q) == {"name": "research", "cohort": "lab", "weight": 2.0,
+                                "nominal": {"cpus": 64000, "gpus/A100": 8}, "lending_limit": {"gpus/A100": 4}}
+
+
 @pytest.mark.parametrize(("decode", "d", "expected"), [
     (spec_from_dict, {"name": "a", "team": "t"}, JobSpec(name="a", team="t")),
     (spec_from_dict, {"name": "a", "team": "t", "priority": 2}, JobSpec("a", "t", priority=Priority.ULTRA_LOW_LATENCY)),
     (job_from_dict, {"id": "j", "spec": {"name": "a", "team": "t"}}, Job("j", JobSpec("a", "t"))),
     (node_from_dict, {"id": "n"}, Node("n")),
     (team_from_dict, {"name": "t", "token_sha256": "ab"}, Team("t", "ab")),
+    (queue_from_dict, {"name": "q"}, QueueSpec("q")),
+    (queue_from_dict, {"name": "q", "nominal": {"memory": 2, "cpus": 1}}, QueueSpec("q", nominal=(("cpus", 1), ("memory", 2)))),
     (metrics_from_dict, {"node_id": "n", "timestamp": 1.5}, NodeMetrics("n", 1.5)),
 ])
 def test_missing_keys_take_the_defaults(decode: Callable, d: dict, expected: object) -> None:
@@ -181,6 +196,7 @@ def test_missing_keys_take_the_defaults(decode: Callable, d: dict, expected: obj
     (spec_from_dict, {"name": "a", "team": "t", "priority": "urgent"}, "unknown priority 'urgent'"),
     (node_from_dict, {"id": "n", "state": "gone"}, "Node.state"),
     (node_from_dict, [], "must be an object"),
+    (queue_from_dict, {"name": "q", "nominal": [["cpus", 1]]}, "QueueSpec.nominal"),
     (job_from_dict, {"id": "j", "spec": {"name": "a", "team": "t"}, "rank_exits": [1]}, "Job.rank_exits"),
 ])
 def test_bad_records_raise_value_error(decode: Callable, d: object, words: str) -> None:

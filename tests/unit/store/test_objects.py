@@ -1,5 +1,6 @@
 """ClusterState over a MemoryStore: put-if-absent job creation, guarded and transition-checked
-updates, the live-task indexes (node_tasks, allocated, pending) and reloading from the store."""
+updates, the live-task indexes (node_tasks, allocated, pending), queues and their version, and
+reloading from the store."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import pytest
 
 from hyperion.core import lifecycle
 from hyperion.model import Job, Phase, Placement, Resources, Team, TransitionError
-from hyperion.model.codec import job_to_dict
+from hyperion.model.codec import job_to_dict, queue_to_dict
+from hyperion.model.queue import QueueSpec
 from hyperion.ports.store import Put
 from hyperion.store import MemoryStore
-from hyperion.store.objects import JOBS, ClusterState, ConflictError
+from hyperion.store.objects import JOBS, QUEUES, ClusterState, ConflictError
 from hyperion.testing.builders import a_job, a_node
 
 GiB = 2**30
@@ -256,3 +258,38 @@ def test_a_retried_job_keeps_its_place_in_submission_order(store, state):
     assert job.phase is Phase.PENDING
     assert list(ClusterState(store).pending) == ["a", "b"]
     assert list(state.pending) == ["a", "b"]
+
+
+# ---- queues -------------------------------------------------------------------------------
+RESEARCH = QueueSpec("research", cohort="lab", weight=2.0, nominal=(("cpus", 64000), ("gpus/A100", 8)),
+                     borrowing_limit=(("gpus/A100", 4),))
+
+
+def test_put_queue_writes_through_and_survives_a_reload(store, state):
+    state.put_queue(RESEARCH)
+    state.put_queue(QueueSpec("prod", cohort="lab"))
+    kv = store.get(QUEUES + "research")
+    assert kv is not None and orjson.loads(kv.value) == queue_to_dict(RESEARCH)
+    again = ClusterState(store)
+    assert again.queues == state.queues == {"research": RESEARCH, "prod": QueueSpec("prod", cohort="lab")}
+    assert again.queues_version == 0  # counts changes made through this instance
+    again.put_queue(QueueSpec("research", weight=1.0))  # the reloaded cache knows the key's revision
+    assert ClusterState(store).queues["research"] == QueueSpec("research", weight=1.0)
+
+
+def test_queues_version_moves_on_every_change_and_only_then(state):
+    assert (state.queues, state.queues_version) == ({}, 0)
+    state.put_queue(RESEARCH)
+    assert state.queues_version == 1
+    state.put_queue(RESEARCH)
+    assert state.queues_version == 1
+    state.put_queue(QueueSpec("research", cohort="lab", weight=3.0))
+    assert state.queues_version == 2
+
+
+def test_put_queue_conflicts_with_an_external_write_and_keeps_the_cache(store, state):
+    state.put_queue(RESEARCH)
+    store.txn([], [Put(QUEUES + "research", b"{}")])
+    with pytest.raises(ConflictError, match="queues/research"):
+        state.put_queue(QueueSpec("research"))
+    assert (state.queues["research"], state.queues_version) == (RESEARCH, 1)

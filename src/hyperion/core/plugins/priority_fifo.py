@@ -1,4 +1,5 @@
-"""Queue order: higher priority class first, then higher integer priority, then oldest first."""
+"""Queue order: higher priority class first, then higher integer priority (the framework then
+orders by submission time, oldest first)."""
 
 from __future__ import annotations
 
@@ -9,4 +10,4 @@ from hyperion.model import JobView, Snapshot
 @plugin("priority-fifo")
 class PriorityFifo:
     def sort_key(self, job: JobView, snapshot: Snapshot) -> tuple:
-        return (-int(job.priority), -job.priority_value, job.submitted_at)
+        return (-int(job.priority), -job.priority_value)

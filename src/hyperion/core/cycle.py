@@ -1,0 +1,419 @@
+"""One scheduling cycle: ``schedule(snapshot, profile) -> Plan``.
+
+The cycle, in phases (as Kueue's ``schedule()``, on a working copy, never on the snapshot):
+1. *order*: pending jobs are grouped by (priority class, queue); each group is sorted by the
+   ``sort_key`` plugins then submission time. Higher classes go first; within a class the next
+   job comes from the queue with the lowest ``queue_key`` (fair share), asked again after every
+   job, since placing a job changes its queue's share.
+2. *place*: each replica goes to the best node that passes every filter, on nodes of a GPU type
+   the queue's quota admits (``admit`` plugins), minus what holds promise to other jobs. A job
+   of ``replicas`` ranks needs ``min_available`` of them placed together (a gang), else its
+   tentative placements are rolled back. A gang with no GPU type is kept on one type.
+3. *preempt*: a job that does not fit may have victims chosen (``preempt`` plugins); it then
+   waits for them to stop: the plan lists evictions and the job stays pending this cycle.
+4. *reserve*: the first job that does not fit for want of capacity (not quota) gets a hold
+   (``reserve`` plugins, EASY backfill): later jobs may use the held resources only if their
+   runtime estimate ends before the reserved start.
+5. every job left pending gets a typed verdict with its reasons (``hyperion explain``).
+
+Everything is deterministic for a snapshot.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from dataclasses import dataclass
+
+from hyperion.core.capacity import Capacity, Slot
+from hyperion.core.framework import Profile
+from hyperion.core.ledger import Ledger, usage_of
+from hyperion.model import (
+    Assign,
+    Evict,
+    Hold,
+    JobView,
+    Placement,
+    Plan,
+    Resources,
+    RunningView,
+    Snapshot,
+    Verdict,
+    VerdictCode,
+)
+
+# At most this many feasible nodes are scored per replica (kube-scheduler's
+# percentageOfNodesToScore idea): scoring every node of a 10,000-node cluster for every job
+# would cost more than the placement is worth. Candidates come best fit first.
+SCORE_SAMPLE = 64
+
+Placed = list[tuple[int, Slot, tuple[int, ...]]]  # (rank, slot, GPU indices) of one tentative placement
+
+
+@dataclass(frozen=True, slots=True)
+class Preemption:
+    victims: tuple[RunningView, ...]  # to evict now
+    waiting_on: tuple[str, ...] = ()  # victims chosen by earlier cycles, still stopping
+    reason: str = ""
+    at: tuple[int, ...] = ()  # node positions of the preemptor's replicas once the victims are gone
+
+
+class _Hold:
+    __slots__ = ("job_id", "until", "at")
+
+    def __init__(self, job_id: str, until: float | None, at: dict[int, Resources]) -> None:
+        self.job_id, self.until, self.at = job_id, until, at
+
+
+def within_queue_order(snapshot: Snapshot, profile: Profile, jobs) -> list[JobView]:
+    sorters = profile.serving("sort_key")
+    return sorted(jobs, key=lambda job: tuple(s.sort_key(job, snapshot) for s in sorters) + (job.submitted_at, job.id))
+
+
+class Cycle:
+    def __init__(self, snapshot: Snapshot, profile: Profile) -> None:
+        self.snapshot = snapshot
+        self.profile = profile
+        self.cap = Capacity(snapshot)
+        usage = snapshot.usage if snapshot.usage is not None else usage_of(snapshot.running)
+        self.ledger = Ledger(snapshot.queues, usage, {j.queue for j in snapshot.pending},
+                             bool(profile.option("lend_while_pending")))
+        self.filters = profile.serving("filter")
+        self.scorers = profile.serving("score")
+        self.admitters = profile.serving("admit")
+        self.assignments: list[Assign] = []
+        self.verdicts: dict[str, Verdict] = {}
+        self.evictions: list[Evict] = []
+        self.order: list[str] = []
+        self.placed_now: list[RunningView] = []  # jobs placed by this cycle, as if running
+        self.claimed: set[str] = set()  # running jobs this cycle's preemptions count on
+        # jobs on their way out (being stopped, or chosen as victims by this cycle): their quota
+        # is already given back in the ledger; only their capacity is still held
+        self.leaving: set[str] = set()
+        self.new_holds: list[Hold] = []
+        self._position: dict[str, int] | None = None
+        self._hostable: dict[tuple, bool] = {}
+        self._memo: dict[tuple, Verdict] = {}
+        self._claims = 0
+        self.most_placed = 0  # replicas the last ``place`` managed on its best GPU type
+        for v in snapshot.running:
+            if v.preempting:
+                self._leave(v)
+        pending = {j.id for j in snapshot.pending}
+        self.carried = tuple(h for h in snapshot.holds if h.job_id not in pending)
+        self.holds: list[_Hold] = [self._hold(h) for h in self.carried]
+
+    # ---- positions, holds ---------------------------------------------------------------------
+    def position(self, node_id: str) -> int | None:
+        if self._position is None:
+            self._position = {n.id: i for i, n in enumerate(self.snapshot.nodes)}
+        return self._position.get(node_id)
+
+    def _hold(self, h: Hold) -> _Hold:
+        at: dict[int, Resources] = {}
+        for node_id, amount in h.amounts:
+            i = self.position(node_id)
+            if i is not None:
+                at[i] = at.get(i, Resources()) + amount
+        return _Hold(h.job_id, h.until, at)
+
+    def add_hold(self, h: Hold) -> None:
+        self.new_holds.append(h)
+        self.holds.append(self._hold(h))
+
+    def held_for(self, job: JobView) -> tuple[dict[int, Resources] | None, tuple]:
+        """What holds keep from ``job`` per node position, and a key naming those holds."""
+        ends = None if job.runtime_estimate_s is None else self.snapshot.now + job.runtime_estimate_s
+        applying = [h for h in self.holds
+                    if h.job_id != job.id and (h.until is None or ends is None or ends > h.until)]
+        if not applying:
+            return None, ()
+        if len(applying) == 1:
+            return applying[0].at, (applying[0].job_id,)
+        merged: dict[int, Resources] = {}
+        for h in applying:
+            for i, amount in h.at.items():
+                merged[i] = merged.get(i, Resources()) + amount
+        return merged, tuple(h.job_id for h in applying)
+
+    # ---- placement -------------------------------------------------------------------------------
+    def admit(self, job: JobView, gpu_type: str) -> str | None:
+        for a in self.admitters:
+            why = a.admit(job, job.per_replica, gpu_type, self)
+            if why:
+                return why
+        return None
+
+    def place(self, job: JobView, held: dict[int, Resources] | None,
+              quota: bool = True) -> tuple[Placed, Counter[str], list[str]]:
+        """Tentatively place the job's replicas (taking from capacity and the ledger); stops at the
+        first replica that fits nowhere. Returns the placements, node reasons and quota reasons."""
+        if job.gpu_type or job.replicas == 1:
+            placed, reasons, quota_why = self._place_on(job, [job.gpu_type] if job.gpu_type else self.cap.types, held, quota)
+            self.most_placed = len(placed)
+            return placed, reasons, quota_why
+        reasons = Counter()
+        quota_why = []
+        self.most_placed = 0
+        for t in self.cap.types:  # a gang with no GPU type runs on one type
+            placed, why, q = self._place_on(job, [t], held, quota)
+            if len(placed) >= job.min_available:
+                return placed, why, q
+            self.most_placed = max(self.most_placed, len(placed))
+            self.rollback(job, placed)
+            reasons.update(why)
+            quota_why.extend(q)
+        return [], reasons, quota_why
+
+    def _place_on(self, job: JobView, types: list[str], held: dict[int, Resources] | None,
+                  quota: bool) -> tuple[Placed, Counter[str], list[str]]:
+        r = job.per_replica
+        placed: Placed = []
+        reasons: Counter[str] = Counter()
+        quota_why: list[str] = []
+        snapshot, filters, scorers, weights = self.snapshot, self.filters, self.scorers, self.profile.weights
+        for rank in range(job.replicas):
+            allowed = types
+            if quota and self.admitters:
+                allowed = []
+                for t in types:
+                    why = self.admit(job, t)
+                    if why is None:
+                        allowed.append(t)
+                    elif rank == 0 or len(placed) < job.min_available:
+                        quota_why.append(why)
+                if not allowed:
+                    break
+            best, best_score, feasible = None, None, 0
+            for slot in self.cap.candidates(r.gpus, allowed):
+                free = slot.free
+                if held is not None:
+                    h = held.get(slot.index)
+                    if h is not None:
+                        free = free - h
+                if not r.fits_in(free):
+                    if rank == 0:
+                        reasons["insufficient " + ", ".join(r.shortfall(free))
+                                + (" (held for a reserved job)" if r.fits_in(slot.free) else "")] += 1
+                    continue
+                view = slot.view()
+                why = next((w for f in filters if (w := f.filter(job, view, snapshot))), None)
+                if why:
+                    if rank == 0:
+                        reasons[why] += 1
+                    continue
+                if not scorers:
+                    best = slot
+                    break
+                score = sum(weights.get(sc.name, 1.0) * sc.score(job, view, snapshot) for sc in scorers)
+                if best is None or score > best_score:
+                    best, best_score = slot, score
+                feasible += 1
+                if feasible >= SCORE_SAMPLE:
+                    break
+            if best is None:
+                break
+            placed.append((rank, best, self.cap.take(best, r)))
+            self.ledger.take(job.queue, r, best.node.gpu_type)
+        if len(placed) < job.min_available and not quota_why and (rank == 0 or not placed):
+            few = self.cap.too_few_gpus(r.gpus, types)
+            if few:
+                reasons["insufficient gpus"] += few
+        return placed, reasons, quota_why
+
+    def rollback(self, job: JobView, placed: Placed) -> None:
+        for _, slot, gpus in placed:
+            self.cap.give(slot, job.per_replica, gpus)
+            self.ledger.release(job.queue, job.per_replica, slot.node.gpu_type)
+
+    def try_fit(self, job: JobView, holds: bool = False, quota: bool = True) -> list[tuple[int, Resources]] | None:
+        """Where the job would go now (node positions), or None; changes nothing."""
+        held = self.held_for(job)[0] if holds else None
+        placed, _, _ = self.place(job, held, quota)
+        out = [(slot.index, job.per_replica) for _, slot, _ in placed] if len(placed) >= job.min_available else None
+        self.rollback(job, placed)
+        return out
+
+    # ---- what-if on running jobs (preemption and reservations) ------------------------------
+    def release(self, v: RunningView) -> list[int]:
+        """Give a running job's resources back to the working copy; returns the positions freed."""
+        freed = []
+        quota = v.id not in self.leaving
+        for node_id, gpus in v.placements:
+            i = self.position(node_id)
+            if i is None:
+                continue
+            slot = self.cap.slot(i)
+            self.cap.give(slot, v.per_replica, gpus)
+            if quota:
+                self.ledger.release(v.queue, v.per_replica, slot.node.gpu_type)
+            freed.append(i)
+        return freed
+
+    def retake(self, v: RunningView) -> None:
+        quota = v.id not in self.leaving
+        for node_id, gpus in v.placements:
+            i = self.position(node_id)
+            if i is None:
+                continue
+            slot = self.cap.slot(i)
+            self.cap.take(slot, v.per_replica, gpus)
+            if quota:
+                self.ledger.take(v.queue, v.per_replica, slot.node.gpu_type)
+
+    def _leave(self, v: RunningView) -> None:
+        """``v`` is being stopped: its quota goes back now, its capacity when it has stopped."""
+        if v.id in self.leaving:
+            return
+        for _ in v.placements:
+            self.ledger.release(v.queue, v.per_replica, v.gpu_type)
+        self.leaving.add(v.id)
+
+    # ---- the cycle ------------------------------------------------------------------------------
+    def ordered(self):
+        """Pending jobs, each yielded once, in the order described in the module docstring."""
+        groups: dict[tuple[int, str], list[JobView]] = {}
+        for job in self.snapshot.pending:
+            groups.setdefault((-int(job.priority), job.queue), []).append(job)
+        keyers = self.profile.serving("queue_key")
+        heap = []
+        for (cls, queue), jobs in groups.items():
+            jobs = within_queue_order(self.snapshot, self.profile, jobs)
+            jobs.reverse()  # pop from the end
+            groups[(cls, queue)] = jobs
+            heap.append(self._entry(cls, queue, jobs[-1], keyers))
+        heapq.heapify(heap)
+        while heap:
+            cls, _, _, queue = heapq.heappop(heap)
+            jobs = groups[(cls, queue)]
+            yield jobs.pop()
+            if jobs:
+                heapq.heappush(heap, self._entry(cls, queue, jobs[-1], keyers))
+
+    def _entry(self, cls: int, queue: str, head: JobView, keyers) -> tuple:
+        qkey = tuple(k.queue_key(queue, head, self) for k in keyers)
+        return (cls, qkey, (head.submitted_at, head.id) if not keyers else (), queue)
+
+    def run(self) -> Plan:
+        for job in self.ordered():
+            self.order.append(job.id)
+            self.consider(job)
+        return Plan(tuple(self.assignments), self.verdicts, tuple(self.evictions),
+                    self.carried + tuple(self.new_holds), tuple(self.order))
+
+    def consider(self, job: JobView) -> None:
+        r = job.per_replica
+        held, hold_key = self.held_for(job)
+        key = (r, job.gpu_type, job.replicas, job.min_available, job.queue, job.priority, hold_key,
+               self.cap.epoch(job.gpu_type), self._claims, self.ledger.stamp(job.queue), not self.holds)
+        memo = self._memo.get(key)
+        if memo is not None:
+            self.verdicts[job.id] = memo
+            return
+        short = r.shortfall(self.cap.bound(job.gpu_type))
+        if short:  # no node has room for one replica: skip the node scan
+            same = self.cap.count(job.gpu_type)
+            text = (f"{same} node(s): insufficient {', '.join(short)}",) if same else ()
+            placed: Placed = []
+            reasons: Counter[str] = Counter()
+            quota_why: list[str] = []
+        else:
+            placed, reasons, quota_why = self.place(job, held)
+            if len(placed) >= job.min_available:
+                self._accept(job, placed)
+                return
+            if not placed:
+                self.cap.tighten(job.gpu_type)  # the bound let this job through but no node had room: it was loose
+            self.rollback(job, placed)
+            text = tuple(f"{count} node(s): {why}" for why, count in reasons.most_common())
+        verdict = self._verdict(job, text, quota_why, self.most_placed if not short else 0)
+        if verdict.code is VerdictCode.UNSCHEDULABLE:
+            verdict = self._preempt_or_reserve(job, verdict, quota_blocked=bool(quota_why) and not reasons)
+        self.verdicts[job.id] = verdict
+        if not _from_plugins(reasons) and not verdict.plugin.startswith(("preemption", "backfill")):
+            self._memo[key] = verdict
+
+    def _accept(self, job: JobView, placed: Placed) -> None:
+        self.assignments.append(Assign(job.id, tuple(Placement(rk, sl.node.id, g) for rk, sl, g in placed)))
+        self.placed_now.append(RunningView(
+            job.id, job.team, job.queue, job.priority, job.per_replica,
+            tuple((sl.node.id, g) for _, sl, g in placed), placed[0][1].node.gpu_type, self.snapshot.now,
+            job.runtime_estimate_s, job.priority_value, user=job.user))
+
+    def _preempt_or_reserve(self, job: JobView, verdict: Verdict, quota_blocked: bool) -> Verdict:
+        for p in self.profile.serving("preempt"):
+            plan = p.preempt(job, self)
+            if plan is None:
+                continue
+            self._claims += 1
+            self.claimed.update(v.id for v in plan.victims)
+            self.claimed.update(plan.waiting_on)
+            for v in plan.victims:
+                self._leave(v)
+            for i in plan.at:  # the preemptor's quota is reserved while its victims stop
+                self.ledger.take(job.queue, job.per_replica, self.snapshot.nodes[i].gpu_type)
+            self.evictions.extend(Evict(v.id, job.id, plan.reason) for v in plan.victims)
+            names = [v.id for v in plan.victims] + list(plan.waiting_on)
+            return Verdict(VerdictCode.UNSCHEDULABLE, verdict.reasons + (
+                f"preemption: waiting for {len(names)} job(s) to stop: {', '.join(names[:5])}"
+                + (" ..." if len(names) > 5 else ""),), p.name)
+        if quota_blocked or self.holds:
+            return verdict
+        for p in self.profile.serving("reserve"):
+            hold = p.reserve(job, self)
+            if hold is None:
+                continue
+            self.add_hold(hold)
+            self._claims += 1
+            when = "when running jobs without a runtime estimate end" if hold.until is None else f"at t={hold.until:.0f}"
+            return Verdict(verdict.code, verdict.reasons + (
+                f"backfill: resources on {len(hold.amounts)} node(s) reserved for this job; it starts {when} at the latest",), p.name)
+        return verdict
+
+    # ---- verdicts ------------------------------------------------------------------------------
+    def _verdict(self, job: JobView, reasons: tuple[str, ...], quota_why: list[str], placed: int) -> Verdict:
+        text = list(reasons) + _other_types(self.cap, job) + _cordoned(self.cap)
+        for why in dict.fromkeys(quota_why):
+            text.append(why)
+        if job.min_available > 1:
+            text.append(f"gang of {job.min_available}: only {placed} replica(s) fit now")
+        key = (job.per_replica, job.gpu_type)
+        fits_empty = self._hostable.get(key)
+        if fits_empty is None:
+            fits_empty = self._hostable[key] = any(
+                job.per_replica.fits_in(n.capacity) and (not job.gpu_type or n.gpu_type == job.gpu_type)
+                for n in self.snapshot.nodes)
+        never = None
+        if quota_why:
+            types = [job.gpu_type] if job.gpu_type else self.cap.types
+            nevers = [self.ledger.never_fits(job.queue, job.per_replica, t, job.min_available) for t in types]
+            if nevers and all(nevers):
+                never = nevers[0]
+                text.append(never)
+        if not self.snapshot.nodes:
+            text.append("no nodes registered")
+        elif not fits_empty:
+            text.append("no node is large enough for one replica even when empty")
+        code = VerdictCode.UNSCHEDULABLE if fits_empty and never is None else VerdictCode.UNRESOLVABLE
+        return Verdict(code, tuple(text), "quota" if quota_why and not reasons else "node-fit")
+
+
+def schedule(snapshot: Snapshot, profile: Profile) -> Plan:
+    return Cycle(snapshot, profile).run()
+
+
+def _from_plugins(reasons: Counter[str]) -> bool:
+    """Whether any reason came from a plugin filter. The framework's own reasons depend only on a
+    job's shape and the capacity left; a plugin's may depend on more, so then the verdict is not
+    reused for another job of the same shape."""
+    return any(not (why.startswith("insufficient") or why.startswith("gpu type ")) for why in reasons)
+
+
+def _other_types(cap: Capacity, job: JobView) -> list[str]:
+    if not job.gpu_type:
+        return []
+    return [f"{n} node(s): gpu type {t or 'none'} is not {job.gpu_type}" for t, n in cap.other_types(job.gpu_type).items()]
+
+
+def _cordoned(cap: Capacity) -> list[str]:
+    return [f"{cap.unschedulable} node(s): node not ready or cordoned"] if cap.unschedulable else []
