@@ -52,7 +52,7 @@ def build_app(service: ControlService) -> FastAPI:
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz():
-        return {"ok": True, "version": __version__}
+        return {"ok": True, "version": __version__, "scheduler": service.scheduler_stats()}
 
     @app.post("/v1/jobs", status_code=201, openapi_extra=_JOB_BODY, summary="Submit a job")
     async def submit(request: Request):

@@ -52,6 +52,7 @@ class ControlService:
         self.dispatcher: Dispatcher | None = None
         self.wake: Callable[[], None] = lambda: None
         self.explainer: Callable[[str], Explanation | None] = lambda job_id: None
+        self.scheduler_stats: Callable[[], dict] = dict  # set by the scheduler loop: cycles, placed, evicted
 
     # ---- identity ------------------------------------------------------------------------
     def authenticate(self, token: str | None) -> auth.Principal:

@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from hyperion.core.capacity import Capacity, Slot
-from hyperion.core.framework import Profile
+from hyperion.core.framework import OPTIONS, Profile
 from hyperion.core.ledger import Ledger, usage_of
 from hyperion.model import (
     Assign,
@@ -74,10 +74,11 @@ class Cycle:
     def __init__(self, snapshot: Snapshot, profile: Profile) -> None:
         self.snapshot = snapshot
         self.profile = profile
+        self.opt = {name: profile.option(name) for name in OPTIONS}
         self.cap = Capacity(snapshot)
         usage = snapshot.usage if snapshot.usage is not None else usage_of(snapshot.running)
         self.ledger = Ledger(snapshot.queues, usage, {j.queue for j in snapshot.pending},
-                             bool(profile.option("lend_while_pending")))
+                             bool(self.opt["lend_while_pending"]))
         self.filters = profile.serving("filter")
         self.scorers = profile.serving("score")
         self.admitters = profile.serving("admit")
@@ -95,6 +96,7 @@ class Cycle:
         self._hostable: dict[tuple, bool] = {}
         self._memo: dict[tuple, Verdict] = {}
         self._claims = 0
+        self._qkeys: dict[tuple, tuple] = {}
         self.most_placed = 0  # replicas the last ``place`` managed on its best GPU type
         for v in snapshot.running:
             if v.preempting:
@@ -291,7 +293,12 @@ class Cycle:
                 heapq.heappush(heap, self._entry(cls, queue, jobs[-1], keyers))
 
     def _entry(self, cls: int, queue: str, head: JobView, keyers) -> tuple:
-        qkey = tuple(k.queue_key(queue, head, self) for k in keyers)
+        # a queue's key depends on its usage and its head's shape: cached, since most heads do
+        # not change the usage (they fail to fit) and most shapes repeat
+        ck = (queue, self.ledger.versions[queue], head.per_replica, head.gpu_type, head.min_available)
+        qkey = self._qkeys.get(ck)
+        if qkey is None:
+            qkey = self._qkeys[ck] = tuple(k.queue_key(queue, head, self) for k in keyers)
         return (cls, qkey, (head.submitted_at, head.id) if not keyers else (), queue)
 
     def run(self) -> Plan:

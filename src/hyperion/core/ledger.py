@@ -43,6 +43,8 @@ class Ledger:
         for q, u in usage.items():
             self.usage[q].update(u)
         self._stamps: dict[str, int] = defaultdict(int)
+        self.versions: dict[str, int] = defaultdict(int)  # queue -> changes to its usage
+        self._borrowing: dict[str, tuple[int, bool]] = {}
         keep = set(pending_queues) if not lend_while_pending else set()
         self._guaranteed: dict[str, dict[str, int]] = {}
         self.pool: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -121,6 +123,7 @@ class Ledger:
 
     def take(self, queue: str, r: Resources, gpu_type: str, sign: int = 1) -> None:
         spec = self.queues.get(queue)
+        self.versions[queue] += 1
         if spec is not None:
             self._stamps[spec.cohort or "/" + queue] += 1
         used = self.usage[queue]
@@ -134,17 +137,19 @@ class Ledger:
     def release(self, queue: str, r: Resources, gpu_type: str) -> None:
         self.take(queue, r, gpu_type, -1)
 
-    def borrowing(self, queue: str, keys: Iterable[str] | None = None) -> bool:
-        """Whether the queue holds more than its nominal quota of any of ``keys`` (all if None)."""
+    def borrowing(self, queue: str) -> bool:
+        """Whether the queue holds more than its nominal quota of any key (cached per usage change)."""
+        version = self.versions[queue]
+        hit = self._borrowing.get(queue)
+        if hit is not None and hit[0] == version:
+            return hit[1]
         spec = self.queues.get(queue)
-        if spec is None or not spec.cohort:
-            return False
-        used = self.usage[queue]
-        for key in (used if keys is None else keys):
-            nominal = spec.nominal_of(key)
-            if nominal is not None and used.get(key, 0) > nominal:
-                return True
-        return False
+        answer = False
+        if spec is not None and spec.cohort:
+            used = self.usage[queue]
+            answer = any((n := spec.nominal_of(k)) is not None and v > n for k, v in used.items())
+        self._borrowing[queue] = (version, answer)
+        return answer
 
     def within_nominal(self, queue: str, r: Resources, gpu_type: str, count: int) -> bool:
         """Whether the queue would still be within its nominal quota after taking ``count`` replicas."""

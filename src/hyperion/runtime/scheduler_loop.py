@@ -57,6 +57,7 @@ class SchedulerLoop:
         self.evicted = 0
         service.wake = self._wake.set
         service.explainer = self.explain
+        service.scheduler_stats = lambda: {"cycles": self.cycles, "placed": self.placed, "evicted": self.evicted}
 
     def _accrue(self, now: float) -> None:
         if self._accrued_at is not None and now > self._accrued_at:
@@ -84,7 +85,8 @@ class SchedulerLoop:
         plan = schedule(snap, self.profile)
         self.cycles += 1
         jobs = [lifecycle.assign(state.jobs[a.job_id], a.placements) for a in plan.assignments]
-        stops = [lifecycle.preempt(state.jobs[e.job_id], e.reason) for e in plan.evictions]
+        stops = [lifecycle.preempt(state.jobs[e.job_id], f"{e.reason} (scheduling cycle {self.cycles})")
+                 for e in plan.evictions]
         state.update_jobs(jobs + [job for job, _ in stops])
         self._holds = plan.holds
         if full:

@@ -21,13 +21,13 @@ from hyperion.model.queue import demand
 @plugin("fair-share")
 class FairShare:
     def queue_key(self, queue: str, head: JobView, cycle) -> tuple:
-        ledger, profile = cycle.ledger, cycle.profile
+        ledger, opt = cycle.ledger, cycle.opt
         types = [head.gpu_type] if head.gpu_type else cycle.cap.types or [""]
         usage = ledger.usage[queue]
         spec = ledger.queues.get(queue)
-        borrowed = profile.option("share_basis") == "borrowed"
-        after = profile.option("share_order") == "after-admission"
-        half_life, w = profile.option("half_life_s"), profile.option("history_weight")
+        borrowed = opt["share_basis"] == "borrowed"
+        after = opt["share_order"] == "after-admission"
+        half_life, w = opt["half_life_s"], opt["history_weight"]
         history = {} if borrowed else cycle.snapshot.history.get(queue, {})
         weight = spec.weight if spec else 1.0
         needs_borrow = not any(ledger.within_nominal(queue, head.per_replica, t, head.min_available) for t in types)

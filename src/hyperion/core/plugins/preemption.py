@@ -43,6 +43,8 @@ class Preempt:
         types = [job.gpu_type] if job.gpu_type else cycle.cap.types
         cohort = ledger.cohort(job.queue)
         reclaim = cohort is not None and any(ledger.within_nominal(job.queue, r, t, job.min_available) for t in types)
+        if not reclaim and job.priority == min(Priority):
+            return None  # no class below it and nothing to reclaim: no job may be evicted for it
         inflight: list[RunningView] = []
         cands: list[tuple[tuple, RunningView, bool]] = []
         for v in snapshot.running:
@@ -139,19 +141,19 @@ class Preempt:
 
 def _tier(v: RunningView, job: JobView, cycle: Cycle, reclaim: bool, cohort: str | None) -> tuple[int, bool] | None:
     """(tier, whether eligibility rests on the victim's queue borrowing), or None: not a victim."""
-    profile, ledger = cycle.profile, cycle.ledger
+    opt, ledger = cycle.opt, cycle.ledger
     lower = v.priority < job.priority
-    cheapest = profile.option("victim_order") == "cheapest-first"
+    cheapest = opt["victim_order"] == "cheapest-first"
     if v.queue == job.queue:
         return (0 if cheapest else 1, False) if lower else None
     borrowing = ledger.borrowing(v.queue)
     if lower and borrowing:
         return (0, True)
     if borrowing and reclaim and ledger.cohort(v.queue) == cohort:
-        rule = profile.option("reclaim_priority")
+        rule = opt["reclaim_priority"]
         if rule == "any" or (rule == "lower-or-equal" and v.priority <= job.priority):
             return (0, True)
-    cross = _CROSS[profile.option("cross_queue_class_preemption")]
+    cross = _CROSS[opt["cross_queue_class_preemption"]]
     if lower and cross is not None and job.priority >= cross:
         return (0 if cheapest else 2, False)
     return None
