@@ -148,8 +148,9 @@ class ControlService:
                   "gpus": j.per_replica.gpus * j.replicas} for j in e.ahead[:EXPLAIN_AHEAD_SHOWN]]
         verdict = e.verdict
         return {**out, "position": e.position, "pending": e.pending, "ahead_total": len(e.ahead), "ahead": ahead,
+                "queue": e.queue, "queue_position": e.queue_position, "queue_pending": e.queue_pending,
                 "verdict": verdict.code.value if verdict else None,
-                "reasons": [{"plugin": verdict.plugin, "reason": r} for r in verdict.reasons] if verdict else [],
+                "reasons": [_attributed(verdict.plugin, r) for r in verdict.reasons] if verdict else [],
                 "estimated_start": e.estimated_start, "estimate_basis": e.estimate_basis}
 
     def read_logs(self, who: auth.Principal, job_id: str, rank: int, offset: int = 0) -> tuple[bytes, bool]:
@@ -248,3 +249,12 @@ class ControlService:
         return {"kind": "Queue", "name": doc.name, "action": "configured" if old else "created"}
 
     _appliers = {"Team": _apply_team, "Queue": _apply_queue}
+
+
+def _attributed(default: str, reason: str) -> dict:
+    """A verdict reason with the plugin that gave it: reasons of the quota, preemption and
+    backfill plugins start with their name."""
+    head, sep, rest = reason.partition(": ")
+    if sep and head in ("quota", "preemption", "backfill"):
+        return {"plugin": head, "reason": rest}
+    return {"plugin": default if default not in ("quota", "preemption", "backfill") else "node-fit", "reason": reason}

@@ -216,6 +216,8 @@ def explanation(e: dict[str, Any], now: float) -> str:
             lines.append(f"reason: {e['reason']}")
         return "\n".join(lines)
     lines.append(f"position: {e['position']} of {e['pending']} pending ({e['ahead_total']} ahead)")
+    if e.get("queue"):
+        lines.append(f"queue: {e['queue']}, position {e['queue_position']} of {e['queue_pending']} pending there")
     if e.get("verdict"):
         lines.append(f"verdict: {e['verdict']}")
     for r in e.get("reasons", []):

@@ -14,7 +14,8 @@ as the cycle's assignments, its agents are told to stop its ranks (they get the 
 period to checkpoint), and when every rank has exited it is PENDING again in its queue.
 
 The loop also keeps each queue's (and each queue user's) decayed usage history for fair share
-(``core.fairshare.accrue``), from the resources held at each cycle.
+(``core.fairshare.accrue``), from the resources held at each cycle, and saves it to the store
+every minute, so a restart keeps it (the time it was down accrues what was held then).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from hyperion.model import Hold, Plan
 from hyperion.runtime.snapshotter import Snapshotter
 
 log = logging.getLogger("hyperion.scheduler")
+
+HISTORY = "fair-share-history"
+SAVE_HISTORY_EVERY = 60.0  # seconds; a crash forgets at most this much of the usage history
 
 
 class SchedulerLoop:
@@ -50,8 +54,10 @@ class SchedulerLoop:
         self._versions: tuple = ()  # (running views, queue definitions) at the last cycle
         self._holds: tuple[Hold, ...] = ()
         self._order: tuple[str, ...] = ()
-        self.history: dict[str, dict[str, float]] = {}
-        self._accrued_at: float | None = None
+        saved = service.state.get_record(HISTORY) or {}
+        self.history: dict[str, dict[str, float]] = saved.get("history", {})
+        self._accrued_at: float | None = saved.get("at")
+        self._saved_at = self._accrued_at or float("-inf")
         self.cycles = 0
         self.placed = 0
         self.evicted = 0
@@ -64,6 +70,9 @@ class SchedulerLoop:
             usage = {**self.snapshotter.usage, **self.snapshotter.user_usage}
             self.history = accrue(self.history, usage, now - self._accrued_at, self.profile.option("half_life_s"))
         self._accrued_at = now
+        if now - self._saved_at >= SAVE_HISTORY_EVERY:
+            self.service.state.put_record(HISTORY, {"at": now, "history": self.history})
+            self._saved_at = now
 
     def cycle(self, monotonic: float = 0.0) -> int:
         state = self.service.state

@@ -35,7 +35,7 @@ from hyperion.model.codec import (
 from hyperion.model.queue import QueueSpec
 from hyperion.ports.store import Compare, Put, StateStore
 
-JOBS, NODES, TEAMS, QUEUES = "jobs/", "nodes/", "teams/", "queues/"
+JOBS, NODES, TEAMS, QUEUES, RECORDS = "jobs/", "nodes/", "teams/", "queues/", "records/"
 RUNTIME_HISTORY = 20  # succeeded jobs per (team, user) kept for runtime estimates
 
 
@@ -200,6 +200,17 @@ class ClusterState:
         if self.queues.get(queue.name) != queue:
             self.queues[queue.name] = queue
             self.queues_version += 1
+
+    # ---- small records of the control plane's own (fair-share history) ---------------------
+    def get_record(self, name: str) -> dict | None:
+        kv = self.store.get(RECORDS + name)
+        if kv is None:
+            return None
+        self._revs[kv.key] = kv.mod_revision
+        return orjson.loads(kv.value)
+
+    def put_record(self, name: str, data: dict) -> None:
+        self._put(RECORDS + name, data)
 
     def _put(self, key: str, data: dict) -> None:
         res = self.store.txn([Compare(key, self._revs.get(key, 0))], [Put(key, orjson.dumps(data))])

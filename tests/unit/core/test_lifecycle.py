@@ -203,3 +203,31 @@ def test_node_lost_stops_each_rank_once():
     job = lifecycle.task_running(placed(gang3), 1, 0, at=1.0)
     _, stops = lifecycle.node_lost(job, "n1", at=2.0)
     assert stops == [GANG[2]]
+
+
+def test_preempted_gang_stops_every_rank_then_goes_back_to_its_queue_without_a_failure():
+    job = lifecycle.task_running(placed(gang3), 1, 0, at=1.0)
+    job, stops = lifecycle.preempt(job, "preempted for job x")
+    assert (job.phase, stops) == (Phase.PREEMPTED, list(GANG))
+    job, more = lifecycle.task_exited(job, 1, 0, 143, at=2.0)  # a non-zero exit here is not a failure
+    assert more == [] and job.phase is Phase.PREEMPTED
+    for rank in (1, 2):
+        job, _ = lifecycle.task_exited(job, 1, rank, 143, at=3.0)
+    assert (job.phase, job.attempt, job.failures, job.placements, job.rank_exits) == (Phase.PENDING, 1, 0, (), ())
+    assert "preempted for job x" in job.reason and "requeued" in job.reason
+    again = lifecycle.assign(job, GANG)
+    assert again.attempt == 2
+
+
+def test_preempting_a_job_with_no_live_rank_requeues_it_at_once_and_pending_jobs_are_left_alone():
+    job = placed(a_job("s"), GANG[:1])
+    job, _ = lifecycle.task_exited(job, 1, 0, 0, at=1.0)  # succeeded: not preemptible
+    assert lifecycle.preempt(job, "x") == (job, [])
+    pending = a_job("p").build()
+    assert lifecycle.preempt(pending, "x") == (pending, [])
+
+
+def test_cancelling_a_preempted_job_keeps_stopping_it():
+    job, _ = lifecycle.preempt(placed(gang3), "for y")
+    job, stops = lifecycle.cancel(job, at=4.0)
+    assert job.phase is Phase.CANCELLED and stops == list(GANG)

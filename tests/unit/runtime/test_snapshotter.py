@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from hyperion.core import PROFILES, lifecycle, schedule
+from hyperion.core.ledger import usage_of
 from hyperion.model import NodeState
 from hyperion.runtime.snapshotter import Snapshotter
 from hyperion.store import MemoryStore
@@ -22,6 +23,9 @@ def same(a, b) -> None:
     assert {t: [list(x) for x in bs] for t, bs in a.node_index.buckets.items() if any(bs)} == \
            {t: [list(x) for x in bs] for t, bs in b.node_index.buckets.items() if any(bs)}
     assert a.node_index.unschedulable == b.node_index.unschedulable
+    assert {v.id: v for v in a.running} == {v.id: v for v in b.running}
+    nonzero = lambda u: {q: {k: v for k, v in row.items() if v} for q, row in u.items() if any(row.values())}  # noqa: E731
+    assert nonzero(a.usage) == nonzero(b.usage) == nonzero(usage_of(a.running))
 
 
 def test_kept_snapshot_equals_a_fresh_one_through_placements_exits_cordons_and_loss():
@@ -38,6 +42,13 @@ def test_kept_snapshot_equals_a_fresh_one_through_placements_exits_cordons_and_l
     plan = schedule(snap, profile)  # place what fits
     state.update_jobs(lifecycle.assign(state.jobs[a.job_id], a.placements) for a in plan.assignments)
     same(kept.snapshot(0.0, 0), fresh(state))
+
+    victim = state.jobs[plan.assignments[1].job_id]  # preempted: still holds its GPUs, as leaving
+    victim, _ = lifecycle.preempt(victim, "for a test")
+    state.update_jobs([victim])
+    snap = kept.snapshot(0.0, 0)
+    same(snap, fresh(state))
+    assert [v.preempting for v in snap.running if v.id == victim.id] == [True]
 
     done = plan.assignments[0]  # one job's ranks exit: its GPUs come back
     job = state.jobs[done.job_id]

@@ -293,3 +293,16 @@ def test_put_queue_conflicts_with_an_external_write_and_keeps_the_cache(store, s
     with pytest.raises(ConflictError, match="queues/research"):
         state.put_queue(QueueSpec("research"))
     assert (state.queues["research"], state.queues_version) == (RESEARCH, 1)
+
+
+def test_records_survive_a_reload_and_are_guarded():
+    store = MemoryStore()
+    state = ClusterState(store)
+    assert state.get_record("fair-share-history") is None
+    state.put_record("fair-share-history", {"at": 5.0, "history": {"q": {"gpus/A100": 1.5}}})
+    state.put_record("fair-share-history", {"at": 6.0, "history": {}})
+    again = ClusterState(store)
+    assert again.get_record("fair-share-history") == {"at": 6.0, "history": {}}
+    again.put_record("fair-share-history", {"at": 7.0, "history": {}})
+    with pytest.raises(ConflictError):  # the first instance's view of the key is stale now
+        state.put_record("fair-share-history", {"at": 8.0, "history": {}})
