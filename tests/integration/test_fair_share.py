@@ -68,3 +68,24 @@ def test_lent_gpus_are_reclaimed_in_the_first_cycle_after_the_owner_submits(shar
     pending_a = [admin.get(f"/v1/jobs/{i}").json() for i in a_jobs]
     requeued = [j for j in pending_a if j["phase"] == "pending" and j["attempt"] == 1]  # ran once, then preempted
     assert len(requeued) == 2, [(j["name"], j["phase"], j["attempt"], j["reason"]) for j in pending_a]
+
+
+def test_a_preempted_job_checkpoints_on_its_grace_period_and_resumes_from_it(shared, tmp_path):
+    c, tokens = shared
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    # saves its attempt number when told to stop; a later attempt records what it resumed from
+    script = ('[ -f "$HYPERION_CHECKPOINT_DIR/state" ] && cp "$HYPERION_CHECKPOINT_DIR/state" "$HYPERION_CHECKPOINT_DIR/resumed"; '
+              'trap \'echo "$HYPERION_ATTEMPT" > "$HYPERION_CHECKPOINT_DIR/state"; exit 143\' TERM; sleep 600 & wait')
+    train = c.submit({"name": "train", "queue": "qa", "resources": {"gpus": 4, "cpus": "100m", "memory": "16Mi"},
+                      "command": script, "checkpoint_dir": str(ckpt), "grace_period": "5s"}, tokens["a"])
+    admin = c.client()
+    c.wait(lambda: admin.get(f"/v1/jobs/{train['id']}").json(), lambda j: j["phase"] == "running", 20, "train running")
+    urgent = c.submit({"name": "serve", "queue": "qa", "priority": "ultra-low-latency", "command": "sleep 1",
+                       "resources": {"gpus": 2, "cpus": "100m", "memory": "16Mi"}}, tokens["a"])
+    c.wait_jobs([urgent["id"]], phases=("succeeded",), timeout=30)
+    again = c.wait(lambda: admin.get(f"/v1/jobs/{train['id']}").json(),
+                   lambda j: j["phase"] == "running" and j["attempt"] == 2, 30, "train running again")
+    assert again["team"] == "a"
+    c.wait(lambda: (ckpt / "resumed").exists(), bool, 10, "the second attempt to find the checkpoint")
+    assert (ckpt / "resumed").read_text().strip() == "1"  # written by attempt 1 when it was preempted

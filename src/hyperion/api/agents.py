@@ -65,7 +65,7 @@ class AgentHub(agent_pb2_grpc.AgentControlServicer):
         return apb.StartTask(
             task=apb.TaskRef(job_id=job.id, attempt=job.attempt, rank=p.rank),
             command=list(spec.command), env=dict(spec.env), working_dir=spec.working_dir or "",
-            gpu_indices=list(p.gpu_indices), world_size=spec.replicas,
+            gpu_indices=list(p.gpu_indices), world_size=len(job.placements),  # min_available <= placed <= replicas
             checkpoint_dir=spec.checkpoint_dir or "", name=spec.name)
 
     def stop(self, job: Job, placements: Iterable[Placement], reason: str) -> None:
