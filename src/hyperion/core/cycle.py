@@ -239,29 +239,28 @@ class Cycle:
     # ---- what-if on running jobs (preemption and reservations) ------------------------------
     def release(self, v: RunningView) -> list[int]:
         """Give a running job's resources back to the working copy; returns the positions freed."""
-        freed = []
-        quota = v.id not in self.leaving
-        for node_id, gpus in v.placements:
-            i = self.position(node_id)
-            if i is None:
-                continue
-            slot = self.cap.slot(i)
-            self.cap.give(slot, v.per_replica, gpus)
-            if quota:
-                self.ledger.release(v.queue, v.per_replica, slot.node.gpu_type)
-            freed.append(i)
-        return freed
+        return self._move(v, give=True)
 
     def retake(self, v: RunningView) -> None:
-        quota = v.id not in self.leaving
+        """Undo ``release``."""
+        self._move(v, give=False)
+
+    def _move(self, v: RunningView, give: bool) -> list[int]:
+        moved = []
+        quota = v.id not in self.leaving  # a leaving job's quota is already back in the ledger
         for node_id, gpus in v.placements:
             i = self.position(node_id)
             if i is None:
                 continue
             slot = self.cap.slot(i)
-            self.cap.take(slot, v.per_replica, gpus)
+            if give:
+                self.cap.give(slot, v.per_replica, gpus)
+            else:
+                self.cap.take(slot, v.per_replica, gpus)
             if quota:
-                self.ledger.take(v.queue, v.per_replica, slot.node.gpu_type)
+                self.ledger.take(v.queue, v.per_replica, slot.node.gpu_type, -1 if give else 1)
+            moved.append(i)
+        return moved
 
     def _leave(self, v: RunningView) -> None:
         """``v`` is being stopped: its quota goes back now, its capacity when it has stopped."""

@@ -25,6 +25,8 @@ class Backfill:
         now = cycle.snapshot.now
         events = []
         for v in (*cycle.snapshot.running, *cycle.placed_now):
+            if job.gpu_type and v.gpu_type != job.gpu_type and v.queue != job.queue:
+                continue  # frees nothing this job could use (its own queue's jobs may free quota)
             end = now if (v.preempting or v.id in cycle.claimed) else v.expected_end
             events.append((INF if end is None else max(end, now), v.id, v))
         if not events:

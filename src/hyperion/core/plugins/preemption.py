@@ -58,6 +58,12 @@ class Preempt:
                 cands.append((_cost(v, tier[0], snapshot.now), v, tier[1]))
         if not inflight and not cands:
             return None
+        if r.gpus:  # cheap necessary condition: enough GPUs free or held by candidates
+            kinds = set(types)
+            could = cycle.cap.free_gpus(types) + sum(v.gpus for v in inflight if v.gpu_type in kinds) \
+                + sum(v.gpus for _, v, _ in cands if v.gpu_type in kinds)
+            if could < r.gpus * job.min_available:
+                return None
         cands.sort(key=lambda c: c[0])
         released: list[RunningView] = []
         for v in inflight:
