@@ -252,13 +252,16 @@ class Cycle:
             i = self.position(node_id)
             if i is None:
                 continue
+            node = self.snapshot.nodes[i]
+            if quota:
+                self.ledger.take(v.queue, v.per_replica, node.gpu_type, -1 if give else 1)
+            if not node.schedulable:
+                continue  # what it frees on a cordoned node is of no use to anyone
             slot = self.cap.slot(i)
             if give:
                 self.cap.give(slot, v.per_replica, gpus)
             else:
                 self.cap.take(slot, v.per_replica, gpus)
-            if quota:
-                self.ledger.take(v.queue, v.per_replica, slot.node.gpu_type, -1 if give else 1)
             moved.append(i)
         return moved
 

@@ -3,7 +3,8 @@
 The reservation is computed on the cycle's working copy: running jobs (and the jobs this cycle
 placed) end, in order of their expected end (start + runtime estimate; jobs being preempted end
 now; jobs with no estimate last, at an unknown time), until the job fits. That time is its
-*shadow* start; the nodes it would use then are held for it. On each such node, the hold is what
+*shadow* start; the nodes it would use then are held for it. Victims that this cycle or an
+earlier one evicted for a preemptor are not counted: what they free is the preemptor's. On each such node, the hold is what
 the job needs there minus what running jobs free there by the shadow time: later jobs may take
 held resources only if their own runtime estimate ends by the shadow time, so they never delay
 the reserved job. Jobs without an estimate (spec or the user's history) never backfill into held
@@ -27,7 +28,9 @@ class Backfill:
         for v in (*cycle.snapshot.running, *cycle.placed_now):
             if job.gpu_type and v.gpu_type != job.gpu_type and v.queue != job.queue:
                 continue  # frees nothing this job could use (its own queue's jobs may free quota)
-            end = now if (v.preempting or v.id in cycle.claimed) else v.expected_end
+            if v.id in cycle.claimed:
+                continue  # its resources are promised to the job it is evicted for
+            end = now if v.preempting else v.expected_end
             events.append((INF if end is None else max(end, now), v.id, v))
         if not events:
             return None

@@ -92,9 +92,10 @@ class Preempt:
         left = {v.id: (cost, v, borrow) for cost, v, borrow in cands}
         by_node: dict[int, list[str]] = {}
         for _, v, _ in cands:
-            for node_id, _ in v.placements:
+            for node_id in dict.fromkeys(n for n, _ in v.placements):  # a gang may have ranks on one node
                 i = cycle.position(node_id)
-                if i is not None and r.fits_in(cycle.snapshot.nodes[i].capacity):
+                node = cycle.snapshot.nodes[i] if i is not None else None
+                if node is not None and node.schedulable and r.fits_in(node.capacity):
                     by_node.setdefault(i, []).append(v.id)
         ledger = cycle.ledger
 
