@@ -288,7 +288,7 @@ class Cycle:
             heap.append(self._entry(cls, queue, jobs[-1], keyers))
         heapq.heapify(heap)
         while heap:
-            cls, _, _, queue = heapq.heappop(heap)
+            cls, _, _, _, queue = heapq.heappop(heap)
             jobs = groups[(cls, queue)]
             yield jobs.pop()
             if jobs:
@@ -301,7 +301,7 @@ class Cycle:
         qkey = self._qkeys.get(ck)
         if qkey is None:
             qkey = self._qkeys[ck] = tuple(k.queue_key(queue, head, self) for k in keyers)
-        return (cls, qkey, (head.submitted_at, head.id) if not keyers else (), queue)
+        return (cls, qkey, head.submitted_at, head.id, queue)  # equal keys: the older head first
 
     def run(self) -> Plan:
         for job in self.ordered():
