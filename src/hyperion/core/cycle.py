@@ -53,16 +53,16 @@ Placed = list[tuple[int, Slot, tuple[int, ...]]]  # (rank, slot, GPU indices) of
 @dataclass(frozen=True, slots=True)
 class Preemption:
     victims: tuple[RunningView, ...]  # to evict now
-    waiting_on: tuple[str, ...] = ()  # victims chosen by earlier cycles, still stopping
+    waiting_on: tuple[RunningView, ...] = ()  # victims chosen by earlier cycles, still stopping
     reason: str = ""
     at: tuple[int, ...] = ()  # node positions of the preemptor's replicas once the victims are gone
 
 
 class _Hold:
-    __slots__ = ("job_id", "until", "at")
+    __slots__ = ("job_id", "until", "at", "nomination")
 
-    def __init__(self, job_id: str, until: float | None, at: dict[int, Resources]) -> None:
-        self.job_id, self.until, self.at = job_id, until, at
+    def __init__(self, job_id: str, until: float | None, at: dict[int, Resources], nomination: bool) -> None:
+        self.job_id, self.until, self.at, self.nomination = job_id, until, at, nomination
 
 
 def within_queue_order(snapshot: Snapshot, profile: Profile, jobs) -> list[JobView]:
@@ -117,17 +117,19 @@ class Cycle:
             i = self.position(node_id)
             if i is not None:
                 at[i] = at.get(i, Resources()) + amount
-        return _Hold(h.job_id, h.until, at)
+        return _Hold(h.job_id, h.until, at, h.kind == "nomination")
 
     def add_hold(self, h: Hold) -> None:
         self.new_holds.append(h)
         self.holds.append(self._hold(h))
 
-    def held_for(self, job: JobView) -> tuple[dict[int, Resources] | None, tuple]:
-        """What holds keep from ``job`` per node position, and a key naming those holds."""
+    def held_for(self, job: JobView, reservations: bool = True) -> tuple[dict[int, Resources] | None, tuple]:
+        """What holds keep from ``job`` per node position, and a key naming those holds.
+        Nominations always apply; reservations unless ``reservations`` is off (a preemption or a
+        reservation being planned) or the job ends by the reserved time."""
         ends = None if job.runtime_estimate_s is None else self.snapshot.now + job.runtime_estimate_s
-        applying = [h for h in self.holds
-                    if h.job_id != job.id and (h.until is None or ends is None or ends > h.until)]
+        applying = [h for h in self.holds if h.job_id != job.id and (h.nomination or reservations and (
+            h.until is None or ends is None or ends > h.until))]
         if not applying:
             return None, ()
         if len(applying) == 1:
@@ -228,9 +230,10 @@ class Cycle:
             self.cap.give(slot, job.per_replica, gpus)
             self.ledger.release(job.queue, job.per_replica, slot.node.gpu_type)
 
-    def try_fit(self, job: JobView, holds: bool = False, quota: bool = True) -> list[tuple[int, Resources]] | None:
-        """Where the job would go now (node positions), or None; changes nothing."""
-        held = self.held_for(job)[0] if holds else None
+    def try_fit(self, job: JobView, quota: bool = True) -> list[tuple[int, Resources]] | None:
+        """Where the job would go now (node positions), or None; changes nothing. Respects the
+        nominations of other preemptors, not reservations."""
+        held = self.held_for(job, reservations=False)[0]
         placed, _, _ = self.place(job, held, quota)
         out = [(slot.index, job.per_replica) for _, slot, _ in placed] if len(placed) >= job.min_available else None
         self.rollback(job, placed)
@@ -355,19 +358,19 @@ class Cycle:
             if plan is None:
                 continue
             self._claims += 1
-            self.claimed.update(v.id for v in plan.victims)
-            self.claimed.update(plan.waiting_on)
+            self.claimed.update(v.id for v in plan.victims + plan.waiting_on)
             for v in plan.victims:
                 self._leave(v)
             for i in plan.at:  # the preemptor's quota is reserved while its victims stop
                 self.ledger.take(job.queue, job.per_replica, self.snapshot.nodes[i].gpu_type)
+            self._nominate(job, plan)
             self.evictions.extend(Evict(v.id, job.id, plan.reason) for v in plan.victims)
-            names = [v.id for v in plan.victims] + list(plan.waiting_on)
+            names = [v.id for v in plan.victims + plan.waiting_on]
             return Verdict(VerdictCode.UNSCHEDULABLE, verdict.reasons + (
                 f"preemption: waiting for {len(names)} job(s) to stop: {', '.join(names[:5])}"
                 + (" ..." if len(names) > 5 else ""),), p.name)
-        if quota_blocked or self.holds:
-            return verdict
+        if quota_blocked or any(not h.nomination for h in self.holds):
+            return verdict  # one reservation per cycle (EASY)
         for p in self.profile.serving("reserve"):
             hold = p.reserve(job, self)
             if hold is None:
@@ -378,6 +381,21 @@ class Cycle:
             return Verdict(verdict.code, verdict.reasons + (
                 f"backfill: resources on {len(hold.amounts)} node(s) reserved for this job; it starts {when} at the latest",), p.name)
         return verdict
+
+    def _nominate(self, job: JobView, plan: Preemption) -> None:
+        """Hold the free capacity the preemptor counts on besides what its victims free."""
+        need: dict[int, Resources] = {}
+        for i in plan.at:
+            need[i] = need.get(i, Resources()) + job.per_replica
+        for v in plan.victims + plan.waiting_on:
+            for node_id, _ in v.placements:
+                i = self.position(node_id)
+                if i in need:
+                    need[i] = need[i] - v.per_replica
+        amounts = tuple((self.snapshot.nodes[i].id, Resources(max(0, h.gpus), max(0, h.cpus_milli), max(0, h.memory)))
+                        for i, h in sorted(need.items()) if h.gpus > 0 or h.cpus_milli > 0 or h.memory > 0)
+        if amounts:
+            self.add_hold(Hold(job.id, None, amounts, "nomination"))
 
     # ---- verdicts ------------------------------------------------------------------------------
     def _verdict(self, job: JobView, reasons: tuple[str, ...], quota_why: list[str], placed: int) -> Verdict:

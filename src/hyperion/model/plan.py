@@ -42,13 +42,17 @@ class Evict:
 
 @dataclass(frozen=True, slots=True)
 class Hold:
-    """Resources promised to a pending job (an EASY-backfill reservation): on each listed node,
-    other jobs may not take ``amount`` of what is free now, unless they end by ``until`` (None:
-    they may not, whatever their runtime)."""
+    """Resources promised to a pending job: on each listed node, other jobs may not take
+    ``amount`` of what is free now.
+
+    ``kind`` ``reservation``: an EASY-backfill reservation; a job that ends by ``until`` may still
+    use the resources (None: no job may). ``nomination``: the free capacity a preemptor counts on
+    besides what its victims free, kept for it while they stop; no other job may use it."""
 
     job_id: str
     until: float | None
     amounts: tuple[tuple[str, Resources], ...]  # (node id, held amount)
+    kind: str = "reservation"
 
 
 @dataclass(frozen=True, slots=True)

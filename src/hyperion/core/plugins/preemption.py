@@ -80,7 +80,7 @@ class Preempt:
             cycle.retake(v)
         if not fits:
             return None
-        waiting = tuple(v.id for v in needed if v.preempting)
+        waiting = tuple(v for v in needed if v.preempting)
         victims = tuple(v for v in needed if not v.preempting)
         how = f"for job {job.id} ({job.priority.label}) of queue {job.queue}"
         if victims and all(v.priority >= job.priority for v in victims):
