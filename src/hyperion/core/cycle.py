@@ -198,7 +198,7 @@ class Cycle:
                 if not r.fits_in(free):
                     if rank == 0:
                         reasons["insufficient " + ", ".join(r.shortfall(free))
-                                + (" (held for a reserved job)" if r.fits_in(slot.free) else "")] += 1
+                                + (" (held for another job)" if r.fits_in(slot.free) else "")] += 1
                     continue
                 view = slot.view()
                 why = next((w for f in filters if (w := f.filter(job, view, snapshot))), None)

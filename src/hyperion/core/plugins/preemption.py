@@ -75,7 +75,7 @@ class Preempt:
         at: list[tuple[int, object]] | None = None
         if fits:
             needed = _fill_back(job, cycle, released)
-            at = cycle.try_fit(job)
+            at = (cycle.try_fit(job) or [])[: job.min_available]  # what it is guaranteed: its gang
         for v in reversed(released):
             cycle.retake(v)
         if not fits:
