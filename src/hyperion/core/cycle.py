@@ -365,7 +365,7 @@ class Cycle:
                 self.ledger.take(job.queue, job.per_replica, self.snapshot.nodes[i].gpu_type)
             self._nominate(job, plan)
             self.evictions.extend(Evict(v.id, job.id, plan.reason) for v in plan.victims)
-            names = [v.id for v in plan.victims + plan.waiting_on]
+            names = sorted(v.id for v in plan.victims + plan.waiting_on)
             return Verdict(VerdictCode.UNSCHEDULABLE, verdict.reasons + (
                 f"preemption: waiting for {len(names)} job(s) to stop: {', '.join(names[:5])}"
                 + (" ..." if len(names) > 5 else ""),), p.name)
