@@ -18,9 +18,11 @@ from hypothesis import strategies as st
 
 from hyperion.core import PROFILES, schedule
 from hyperion.core.framework import Profile
+from hyperion.core.ledger import Ledger
 from hyperion.model import Hold, JobView, NodeView, Plan, Priority, QueueSpec, Resources, Snapshot, VerdictCode
 from hyperion.model.queue import demand, gpu_key
 from hyperion.testing.builders import JobBuilder, NodeBuilder, RunningBuilder, a_job, a_node, a_queue, a_snapshot
+from hyperion.testing.checks import assert_no_overcommit
 
 GiB = 2**30
 NOW = 1000.0
@@ -210,14 +212,7 @@ def usage_after(snapshot: Snapshot, plan: Plan) -> dict[str, dict[str, int]]:
     return usage
 
 
-def limit_of(spec: QueueSpec, key: str) -> float | None:
-    nominal = spec.nominal_of(key)
-    if nominal is None:
-        return None
-    if not spec.cohort:
-        return nominal
-    b = spec.borrowing_limit_of(key)
-    return INF if b is None else nominal + b
+limit_of = Ledger.limit  # nominal + borrowing limit (no cohort: nominal); None: not governed
 
 
 def guaranteed(snapshot: Snapshot, profile: Profile) -> dict[str, dict[str, int]]:
@@ -277,27 +272,7 @@ def ends_by(job: JobView, until: float | None) -> bool:
 @given(worlds(), profiles)
 def test_no_node_is_over_committed_and_gpus_are_free_and_distinct(world: World, profile: Profile):
     snapshot = world.snapshot()
-    plan = schedule(snapshot, profile)
-    by_id, jobs = {n.id: n for n in snapshot.nodes}, jobs_of(snapshot)
-    used: dict[str, Resources] = defaultdict(Resources)
-    gpus: dict[str, Counter[int]] = defaultdict(Counter)
-    for a in plan.assignments:
-        want = jobs[a.job_id].per_replica
-        for p in a.placements:
-            used[p.node_id] = used[p.node_id] + want
-            assert len(p.gpu_indices) == want.gpus
-            gpus[p.node_id].update(p.gpu_indices)
-    for node_id, total in used.items():
-        node = by_id[node_id]
-        held_by_running = Resources()
-        for v in snapshot.running:
-            for n, _ in v.placements:
-                if n == node_id:
-                    held_by_running = held_by_running + v.per_replica
-        assert (total + held_by_running).fits_in(node.capacity), f"{node_id}: {total} placed + {held_by_running} running"
-        assert total.fits_in(node.free), f"{node_id}: {total} placed, {node.free} free"
-        assert max(gpus[node_id].values(), default=1) == 1, f"{node_id}: a GPU index given twice: {gpus[node_id]}"
-        assert set(gpus[node_id]) <= set(node.free_gpus), f"{node_id}: a busy GPU handed out"
+    assert_no_overcommit(snapshot, schedule(snapshot, profile))
 
 
 @settings(max_examples=200, deadline=None)

@@ -4,14 +4,15 @@ UNRESOLVABLE verdicts, and the ``incremental`` promise of the profile."""
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hyperion.core import PROFILES, schedule
-from hyperion.model import JobView, NodeView, Plan, Priority, Resources, Snapshot, VerdictCode
+from hyperion.model import JobView, NodeView, Plan, Priority, Snapshot, VerdictCode
 from hyperion.testing.builders import a_job, a_node
+from hyperion.testing.checks import assert_no_overcommit
 
 GiB = 2**30
 GPU_TYPES = ("A100", "H100")
@@ -64,22 +65,7 @@ def fits_empty(job: JobView, node: NodeView) -> bool:
 @settings(max_examples=250, deadline=None)
 @given(snapshots)
 def test_no_node_is_over_committed_and_gpus_are_free_and_distinct(snapshot: Snapshot):
-    plan = first_fit(snapshot)
-    by_id = {n.id: n for n in snapshot.nodes}
-    jobs_by_id = {j.id: j for j in snapshot.pending}
-    used: dict[str, Resources] = defaultdict(Resources)
-    gpus: dict[str, Counter[int]] = defaultdict(Counter)
-    for a in plan.assignments:
-        want = jobs_by_id[a.job_id].per_replica
-        for p in a.placements:
-            used[p.node_id] = used[p.node_id] + want
-            assert len(p.gpu_indices) == want.gpus
-            gpus[p.node_id].update(p.gpu_indices)
-    for node_id, total in used.items():
-        node = by_id[node_id]
-        assert total.fits_in(node.free), f"{node_id}: {total} placed, {node.free} free"
-        assert max(gpus[node_id].values(), default=1) == 1, f"{node_id}: a GPU index given twice: {gpus[node_id]}"
-        assert set(gpus[node_id]) <= set(node.free_gpus), f"{node_id}: busy GPU handed out"
+    assert_no_overcommit(snapshot, first_fit(snapshot))
 
 
 @settings(max_examples=250, deadline=None)

@@ -64,7 +64,8 @@ class Ledger:
     def guaranteed(self, queue: str, key: str) -> int:
         return self._guaranteed.get(queue, {}).get(key, 0)
 
-    def limit(self, spec: QueueSpec, key: str) -> float | None:
+    @staticmethod
+    def limit(spec: QueueSpec, key: str) -> float | None:
         """The most ``spec``'s queue may hold of ``key``; None when not governed."""
         nominal = spec.nominal_of(key)
         if nominal is None:
