@@ -103,6 +103,9 @@ class Cycle:
                 self._leave(v)
         pending = {j.id for j in snapshot.pending}
         self.carried = tuple(h for h in snapshot.holds if h.job_id not in pending)
+        for h in self.carried:  # a carried nomination keeps its preemptor's quota charged
+            for queue, gpu_type, amount in h.quota:
+                self.ledger.take(queue, amount, gpu_type)
         self.holds: list[_Hold] = [self._hold(h) for h in self.carried]
 
     # ---- positions, holds ---------------------------------------------------------------------
@@ -394,8 +397,9 @@ class Cycle:
                     need[i] = need[i] - v.per_replica
         amounts = tuple((self.snapshot.nodes[i].id, Resources(max(0, h.gpus), max(0, h.cpus_milli), max(0, h.memory)))
                         for i, h in sorted(need.items()) if h.gpus > 0 or h.cpus_milli > 0 or h.memory > 0)
-        if amounts:
-            self.add_hold(Hold(job.id, None, amounts, "nomination"))
+        quota = tuple((job.queue, self.snapshot.nodes[i].gpu_type, job.per_replica) for i in plan.at)
+        if amounts or quota:
+            self.add_hold(Hold(job.id, None, amounts, "nomination", quota))
 
     # ---- verdicts ------------------------------------------------------------------------------
     def _verdict(self, job: JobView, reasons: tuple[str, ...], quota_why: list[str], placed: int) -> Verdict:

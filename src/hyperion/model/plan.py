@@ -53,6 +53,9 @@ class Hold:
     until: float | None
     amounts: tuple[tuple[str, Resources], ...]  # (node id, held amount)
     kind: str = "reservation"
+    # nominations: the quota the preemptor's placement will charge, (queue, GPU type, amount),
+    # kept charged while the hold is carried into cycles that do not reconsider the preemptor
+    quota: tuple[tuple[str, str, Resources], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,11 @@ def plan_of(nodes, pending=(), running=(), queues=(), profile=DEFAULT, now=1000.
     return schedule(a_snapshot(nodes=nodes, pending=pending, running=running, queues=queues, now=now, **kw), profile)
 
 
+def nominations(plan) -> tuple[Hold, ...]:
+    """The plan's holds without the quota they charge (checked in test_a_carried_nomination_keeps_its_quota)."""
+    return tuple(replace(h, quota=()) for h in plan.holds)
+
+
 def placed(plan) -> set[str]:
     return {a.job_id for a in plan.assignments}
 
@@ -461,7 +466,7 @@ def test_the_room_a_preemptor_counts_on_is_not_given_to_a_later_job():
     plan = plan_of([a_node("n1")], [p, q], [a_job("v").gpus(4).running_on("n1", started=0.0)])
     assert evicted(plan) == {"v"}
     assert placed(plan) == set()
-    assert plan.holds == (Hold("p", None, (("n1", Resources(4)),), "nomination"),)
+    assert nominations(plan) == (Hold("p", None, (("n1", Resources(4)),), "nomination"),)
     assert any("held for" in r for r in plan.verdicts["q"].reasons)
 
 
@@ -477,7 +482,7 @@ def test_two_preemptors_do_not_count_on_the_same_free_gpus():
     running = [a_job("v1").gpus(2).running_on("n1", started=0.0), a_job("v2").gpus(2).running_on("n1", started=0.0)]
     plan = plan_of([a_node("n1")], pending, running)
     assert [(e.job_id, e.preemptor) for e in plan.evictions] == [("v1", "p1")]
-    assert plan.holds == (Hold("p1", None, (("n1", Resources(4)),), "nomination"),)
+    assert nominations(plan) == (Hold("p1", None, (("n1", Resources(4)),), "nomination"),)
     assert plan.verdicts["p2"].code is VerdictCode.UNSCHEDULABLE
 
 
@@ -490,8 +495,8 @@ def test_a_second_preemptor_finds_its_own_room_beside_a_nomination():
                a_job("v2").gpus(4).running_on("n2", started=0.0), a_job("x2").gpus(2).running_on("n2", started=10.0)]
     plan = plan_of(nodes, pending, running)
     assert [(e.job_id, e.preemptor) for e in plan.evictions] == [("v1", "p1"), ("v2", "p2")]
-    assert plan.holds == (Hold("p1", None, (("n1", Resources(4)),), "nomination"),
-                          Hold("p2", None, (("n2", Resources(2)),), "nomination"))
+    assert nominations(plan) == (Hold("p1", None, (("n1", Resources(4)),), "nomination"),
+                                 Hold("p2", None, (("n2", Resources(2)),), "nomination"))
 
 
 # ---- a reclaiming gang reserves quota for its gang (min_available), not for every replica -----------
@@ -514,3 +519,23 @@ def test_a_single_replica_reclaim_leaves_its_queue_within_nominal():
     plan = plan_of([a_node("n1")], pending, running, queues)
     assert [(e.job_id, e.preemptor) for e in plan.evictions] == [("r1", "p2")]
     assert placed(plan) == {"p3"}
+
+
+def test_a_carried_nomination_keeps_its_quota():
+    # cycle 1: a borrows b's 2 GPUs (the cohort pool of 4 is full); p of queue b reclaims them
+    nodes = [a_node("n1").gpus(4), a_node("n2").gpus(1)]
+    running = [a_job(f"a{i}").gpus(1).queue("a").running_on("n1", started=0.0) for i in range(4)]
+    first = plan_of(nodes, [a_job("p").gpus(2).queue("b")], running, TWO_TEAMS)
+    assert len(first.evictions) == 2
+    (hold,) = first.holds
+    assert hold.quota == (("b", "A100", Resources(2, 1000, 2**30)),)
+    # cycle 2 offers only a new arrival of queue b, with the hold carried: b's nominal quota is
+    # promised to p, so q may not take n2's free GPU (it would make b borrow from a full pool)
+    victims = {e.job_id for e in first.evictions}
+    stopping = [a_job(f"a{i}").gpus(1).queue("a").running_on("n1", started=0.0, preempting=f"a{i}" in victims)
+                for i in range(4)]
+    second = plan_of(nodes, [a_job("q").gpus(1).queue("b").submitted(9)], stopping, TWO_TEAMS, holds=first.holds)
+    assert second.assignments == () and second.evictions == ()
+    assert any(r.startswith("quota:") for r in second.verdicts["q"].reasons)
+    # without the carried hold, q would have taken it
+    assert [a.job_id for a in plan_of(nodes, [a_job("q").gpus(1).queue("b")], stopping, TWO_TEAMS).assignments] == ["q"]
