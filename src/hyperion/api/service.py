@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 import string
-from collections import Counter, defaultdict, deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
@@ -24,7 +24,7 @@ from hyperion.api.spec import QueueDoc, SpecError, TeamDoc, parse_job, validate_
 from hyperion.api.views import job_view, node_view, queue_view
 from hyperion.core import Explanation, lifecycle
 from hyperion.model import Job, NodeMetrics, Phase, Placement, Team, Verdict
-from hyperion.model.queue import DEFAULT_QUEUE, demand, unlimited
+from hyperion.model.queue import DEFAULT_QUEUE, unlimited
 from hyperion.ports.clock import Clock
 from hyperion.store.objects import ClusterState
 
@@ -184,13 +184,8 @@ class ControlService:
     def list_queues(self, who: auth.Principal) -> dict:
         """Every queue (``default`` always) with its definition, usage and number of pending jobs.
         Any principal may list them: definitions and totals name no job of another team."""
-        usage: dict[str, Counter[str]] = defaultdict(Counter)
-        for node_id, tasks in self.state.node_tasks.items():
-            node = self.state.nodes.get(node_id)
-            for job_id, _ in tasks:
-                spec = self.state.jobs[job_id].spec
-                gpu_type = node.gpu_type if node is not None else spec.gpu_type or ""
-                usage[spec.queue].update(dict(demand(spec.resources, gpu_type)))
+        usage = {q: {k: v for k, v in held.items() if v} for q, held in self.state.queue_usage.items()}
+        usage = {q: held for q, held in usage.items() if held}
         pending = Counter(self.state.jobs[job_id].spec.queue for job_id in self.state.pending)
         # jobs submitted before their queue had to exist still show, as queues without a quota
         names = sorted({DEFAULT_QUEUE, *self.state.queues, *usage, *pending})

@@ -67,7 +67,7 @@ class SchedulerLoop:
 
     def _accrue(self, now: float) -> None:
         if self._accrued_at is not None and now > self._accrued_at:
-            usage = {**self.snapshotter.usage, **self.snapshotter.user_usage}
+            usage = {**self.service.state.queue_usage, **self.service.state.user_usage}
             self.history = accrue(self.history, usage, now - self._accrued_at, self.profile.option("half_life_s"))
         self._accrued_at = now
         if now - self._saved_at >= SAVE_HISTORY_EVERY:

@@ -5,11 +5,8 @@ The simulator builds the same type from its virtual world; ``core.schedule`` can
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from hyperion.model import Hold, Job, JobView, NodeState, NodeView, Phase, RunningView, Snapshot
 from hyperion.model.nodeindex import NodeIndex
-from hyperion.model.queue import demand
 from hyperion.store.objects import ClusterState, live_tasks
 
 
@@ -34,9 +31,6 @@ class Snapshotter:
         self._index: NodeIndex | None = None
         state.changed_nodes.update(state.nodes)
         self._running: dict[str, RunningView] = {}
-        # resources held per queue and per "queue/user" (fair-share history accrues from these)
-        self.usage: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        self.user_usage: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.running_version = 0  # +1 whenever the set of running views changes
         state.changed_jobs.update(state.jobs)
 
@@ -90,11 +84,6 @@ class Snapshotter:
                            tuple((p.node_id, p.gpu_indices) for p in tasks), node.gpu_type if node else "",
                            job.started_at, estimate, s.priority_value, None, leaving, s.user)
 
-    def _count(self, v: RunningView, sign: int) -> None:
-        for key, amount in demand(v.per_replica, v.gpu_type):
-            self.usage[v.queue][key] += sign * amount * len(v.placements)
-            self.user_usage[f"{v.queue}/{v.user}"][key] += sign * amount * len(v.placements)
-
     def running(self) -> tuple[RunningView, ...]:
         """Jobs holding resources (their live tasks), updated for the jobs written since the last call."""
         changed = self.state.take_changed_jobs()
@@ -108,16 +97,13 @@ class Snapshotter:
                 continue
             if old is None or new is None or (old.placements, old.preempting) != (new.placements, new.preempting):
                 self.running_version += 1  # who holds what changed (not merely, say, a start time)
-            if old is not None:
-                self._count(old, -1)
             if new is not None:
                 self._running[job_id] = new
-                self._count(new, 1)
         return tuple(self._running.values())
 
     def snapshot(self, now: float, seed: int, history: dict | None = None, holds: tuple[Hold, ...] = ()) -> Snapshot:
         nodes, index = self.nodes()
         running = self.running()
-        usage = {q: dict(u) for q, u in self.usage.items()}
+        usage = {q: dict(u) for q, u in self.state.queue_usage.items()}
         return Snapshot(now=now, seed=seed, nodes=nodes, pending=self.pending(), node_index=index, running=running,
                         queues=dict(self.state.queues), usage=usage, history=history or {}, holds=holds)

@@ -32,7 +32,7 @@ from hyperion.model.codec import (
     team_from_dict,
     team_to_dict,
 )
-from hyperion.model.queue import QueueSpec
+from hyperion.model.queue import QueueSpec, demand
 from hyperion.ports.store import Compare, Put, StateStore
 
 JOBS, NODES, TEAMS, QUEUES, RECORDS = "jobs/", "nodes/", "teams/", "queues/", "records/"
@@ -70,6 +70,10 @@ class ClusterState:
         # (team, user) -> runtimes in seconds of their latest succeeded jobs: the estimate for a
         # job whose spec gives none (EASY backfill, ``hyperion explain``)
         self.runtimes: dict[tuple[str, str], deque[float]] = {}
+        # resources held by live tasks per queue and per "queue/user", by resource key
+        # (``model.queue.demand``, GPUs charged to the node's type): quota, fair share, listings
+        self.queue_usage: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.user_usage: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self._load()
 
     # ---- loading -------------------------------------------------------------------------
@@ -107,9 +111,11 @@ class ClusterState:
             for p in live_tasks(old):
                 self.node_tasks[p.node_id].pop((old.id, p.rank), None)
                 self.changed_nodes.add(p.node_id)
+                self._charge(old, p, -1)
         for p in live_tasks(new):
             self.node_tasks[p.node_id][(new.id, p.rank)] = p
             self.changed_nodes.add(p.node_id)
+            self._charge(new, p, 1)
         if new.phase is not Phase.PENDING:
             self.pending.pop(new.id, None)
         elif new.id not in self.pending:
@@ -120,6 +126,15 @@ class ClusterState:
                 self.pending = dict.fromkeys(order)
             else:
                 self.pending[new.id] = None
+
+    def _charge(self, job: Job, task: Placement, sign: int) -> None:
+        """Count a live task in what its queue (and its user in the queue) holds."""
+        node = self.nodes.get(task.node_id)
+        spec = job.spec
+        gpu_type = node.gpu_type if node is not None else spec.gpu_type or ""
+        for key, amount in demand(spec.resources, gpu_type):
+            self.queue_usage[spec.queue][key] += sign * amount
+            self.user_usage[f"{spec.queue}/{spec.user}"][key] += sign * amount
 
     def take_changed_jobs(self) -> set[str]:
         changed, self.changed_jobs = self.changed_jobs, set()
