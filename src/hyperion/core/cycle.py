@@ -77,8 +77,8 @@ class Cycle:
         self.opt = {name: profile.option(name) for name in OPTIONS}
         self.cap = Capacity(snapshot)
         usage = snapshot.usage if snapshot.usage is not None else usage_of(snapshot.running)
-        self.ledger = Ledger(snapshot.queues, usage, {j.queue for j in snapshot.pending},
-                             bool(self.opt["lend_while_pending"]))
+        lend = bool(self.opt["lend_while_pending"])  # if not, queues with pending jobs lend nothing
+        self.ledger = Ledger(snapshot.queues, usage, () if lend else {j.queue for j in snapshot.pending})
         self.filters = profile.serving("filter")
         self.scorers = profile.serving("score")
         self.admitters = profile.serving("admit")

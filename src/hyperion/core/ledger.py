@@ -8,8 +8,8 @@ its own; above that it draws on its cohort's *pool*, the sum of the members' len
 - the cohort's pool use after admission ``<= pool``.
 
 Keys a queue does not govern are not limited. A queue without a ``QueueSpec`` has no quota.
-With ``lend_while_pending`` off, a queue that has pending jobs lends nothing: its whole nominal
-quota counts as guaranteed for this cycle.
+A queue named in ``not_lending`` lends nothing this cycle: its whole nominal quota counts as
+guaranteed (the cycle names the queues with pending jobs when ``lend_while_pending`` is off).
 
 The ledger is a working copy: placing a replica ``take``s, rolling back or evicting ``release``s.
 """
@@ -37,7 +37,7 @@ def usage_of(running: Iterable[RunningView]) -> dict[str, dict[str, int]]:
 
 class Ledger:
     def __init__(self, queues: Mapping[str, QueueSpec], usage: Mapping[str, Mapping[str, int]],
-                 pending_queues: Iterable[str] = (), lend_while_pending: bool = True) -> None:
+                 not_lending: Iterable[str] = ()) -> None:
         self.queues = queues
         self.usage: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         for q, u in usage.items():
@@ -45,7 +45,7 @@ class Ledger:
         self._stamps: dict[str, int] = defaultdict(int)
         self.versions: dict[str, int] = defaultdict(int)  # queue -> changes to its usage
         self._borrowing: dict[str, tuple[int, bool]] = {}
-        keep = set(pending_queues) if not lend_while_pending else set()
+        keep = set(not_lending)  # queues that lend nothing this cycle: all their nominal is guaranteed
         self._guaranteed: dict[str, dict[str, int]] = {}
         self.pool: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.pool_used: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
