@@ -52,7 +52,8 @@ from hyperion.model.quantity import size_in_bytes
 from hyperion.model.queue import QueueSpec, gpu_key
 
 __all__ = [
-    "API_VERSION", "KINDS", "DataDoc", "Document", "FieldError", "JobDoc", "QueueDoc", "QuotaDoc", "ResourcesDoc",
+    "API_VERSION", "KINDS", "Count", "CpuAmount", "DataDoc", "Document", "DocumentModel", "FieldError", "JobDoc",
+    "Name", "PositiveSeconds", "Seconds", "Size", "StrictModel", "Text", "QueueDoc", "QuotaDoc", "ResourcesDoc",
     "SpecError", "TeamDoc", "join_path", "load_documents", "parse_bytes", "parse_duration", "parse_job",
     "parse_millicores", "parse_time", "split_path", "validate_document",
 ]
@@ -506,6 +507,10 @@ def _amount(key: str, v: int) -> str:
 
 
 Document = JobDoc | TeamDoc | QueueDoc  # for annotations; KINDS is the registry
+# the base of documents of other registries (``load_documents(kinds=...)``, e.g. the simulator's
+# ``kind: Cluster``) and of their nested mappings
+DocumentModel = _Document
+StrictModel = _Strict
 
 
 class _Problems(ValueError):
@@ -625,16 +630,18 @@ def _validate(cls: type[_Document], data: object, doc: int = 0, lines: dict | No
 
 
 def _document_class(data: object, doc: int = 0, lines: dict | None = None, start: int | None = None,
-                    default: str | None = None) -> type[_Document] | FieldError:
-    known = ", ".join(KINDS)
+                    default: str | None = None, kinds: dict[str, type[_Document]] | None = None
+                    ) -> type[_Document] | FieldError:
+    registry = kinds or KINDS
+    known = ", ".join(registry)
     if not isinstance(data, dict):
         return FieldError("", start, f"expected a mapping of fields with a `kind:` ({known}); got {_show(data)}", doc)
     kind = data.get("kind", default)
     if kind is None:
         return FieldError("kind", start, f"required field is missing: say what this document is; known kinds: {known}", doc)
-    cls = KINDS.get(kind) if isinstance(kind, str) else None
+    cls = registry.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        near = [k for k in KINDS if isinstance(kind, str) and k.lower() == kind.lower()]
+        near = [k for k in registry if isinstance(kind, str) and k.lower() == kind.lower()]
         hint = f" (did you mean {near[0]}?)" if near else ""
         return FieldError("kind", _line(lines, ("kind",), start), f"unknown kind {_show(kind)}{hint}; known kinds: {known}", doc)
     return cls
@@ -664,8 +671,10 @@ def validate_document(data: object, source: str = "request") -> Document:
     return typing.cast(Document, doc)
 
 
-def load_documents(text: str, source: str = "<input>") -> list[Document]:
-    """Parse YAML (one or more documents) and validate each; errors of all documents together."""
+def load_documents(text: str, source: str = "<input>", kinds: dict[str, type[DocumentModel]] | None = None
+                   ) -> list[Document]:
+    """Parse YAML (one or more documents) and validate each; errors of all documents together.
+    ``kinds``: the kinds this file may hold (default ``KINDS``, the API's)."""
     loader = _LineLoader(text)
     try:
         raws = list(loader.raw_documents())
@@ -680,7 +689,7 @@ def load_documents(text: str, source: str = "<input>") -> list[Document]:
             continue
         errors += [FieldError(join_path(p), line, "duplicate key: it would silently replace the earlier one; keep one", i)
                    for p, line in raw.duplicates]
-        cls = _document_class(raw.data, i, raw.lines, raw.start)
+        cls = _document_class(raw.data, i, raw.lines, raw.start, kinds=kinds)
         if isinstance(cls, FieldError):
             errors.append(cls)
             continue
@@ -689,7 +698,7 @@ def load_documents(text: str, source: str = "<input>") -> list[Document]:
         if doc is not None:
             docs.append(typing.cast(Document, doc))
     if all(raw.data is None for raw in raws):
-        errors.append(FieldError("", None, f"no documents found; expected a mapping with `kind:` ({', '.join(KINDS)})"))
+        errors.append(FieldError("", None, f"no documents found; expected a mapping with `kind:` ({', '.join(kinds or KINDS)})"))
     if errors:
         raise SpecError(sorted(errors, key=lambda e: (e.doc, e.line or 0)), source)
     return docs

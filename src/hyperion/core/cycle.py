@@ -65,9 +65,15 @@ class _Hold:
         self.job_id, self.until, self.at, self.nomination = job_id, until, at, nomination
 
 
-def within_queue_order(snapshot: Snapshot, profile: Profile, jobs) -> list[JobView]:
+def order_key(snapshot: Snapshot, profile: Profile):
+    """The key that orders jobs inside a queue (lower first): the ``sort_key`` plugins', then
+    submission time and id. Between queues with equal ``queue_key`` it orders their heads."""
     sorters = profile.serving("sort_key")
-    return sorted(jobs, key=lambda job: tuple(s.sort_key(job, snapshot) for s in sorters) + (job.submitted_at, job.id))
+    return lambda job: tuple(s.sort_key(job, snapshot) for s in sorters) + (job.submitted_at, job.id)
+
+
+def within_queue_order(snapshot: Snapshot, profile: Profile, jobs) -> list[JobView]:
+    return sorted(jobs, key=order_key(snapshot, profile))
 
 
 class Cycle:
@@ -286,28 +292,31 @@ class Cycle:
         for job in self.snapshot.pending:
             groups.setdefault((-int(job.priority), job.queue), []).append(job)
         keyers = self.profile.serving("queue_key")
+        key = order_key(self.snapshot, self.profile)
         heap = []
         for (cls, queue), jobs in groups.items():
-            jobs = within_queue_order(self.snapshot, self.profile, jobs)
-            jobs.reverse()  # pop from the end
-            groups[(cls, queue)] = jobs
-            heap.append(self._entry(cls, queue, jobs[-1], keyers))
+            keyed = sorted(((key(j), j) for j in jobs), key=lambda e: e[0], reverse=True)  # pop from the end
+            groups[(cls, queue)] = keyed
+            heap.append(self._entry(cls, queue, keyed[-1], keyers))
         heapq.heapify(heap)
         while heap:
-            cls, _, _, _, queue = heapq.heappop(heap)
-            jobs = groups[(cls, queue)]
-            yield jobs.pop()
-            if jobs:
-                heapq.heappush(heap, self._entry(cls, queue, jobs[-1], keyers))
+            cls, _, _, queue = heapq.heappop(heap)
+            keyed = groups[(cls, queue)]
+            yield keyed.pop()[1]
+            if keyed:
+                heapq.heappush(heap, self._entry(cls, queue, keyed[-1], keyers))
 
-    def _entry(self, cls: int, queue: str, head: JobView, keyers) -> tuple:
+    def _entry(self, cls: int, queue: str, head: tuple[tuple, JobView], keyers) -> tuple:
         # a queue's key depends on its usage and its head's shape: cached, since most heads do
         # not change the usage (they fail to fit) and most shapes repeat
-        ck = (queue, self.ledger.versions[queue], head.per_replica, head.gpu_type, head.min_available)
+        hkey, job = head
+        if not keyers:
+            return (cls, (), hkey, queue)
+        ck = (queue, self.ledger.versions[queue], job.per_replica, job.gpu_type, job.min_available)
         qkey = self._qkeys.get(ck)
         if qkey is None:
-            qkey = self._qkeys[ck] = tuple(k.queue_key(queue, head, self) for k in keyers)
-        return (cls, qkey, head.submitted_at, head.id, queue)  # equal keys: the older head first
+            qkey = self._qkeys[ck] = tuple(k.queue_key(queue, job, self) for k in keyers)
+        return (cls, qkey, hkey, queue)  # equal queue keys: the head that goes first in a queue
 
     def run(self) -> Plan:
         for job in self.ordered():

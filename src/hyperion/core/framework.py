@@ -12,6 +12,7 @@ Glossary:
   ``score(job, node, snapshot) -> float`` higher is better;
   ``preempt(job, cycle) -> Preemption | None`` victims whose eviction lets the job fit;
   ``reserve(job, cycle) -> Hold | None`` resources promised to a job that cannot start now.
+  Each instance has ``opt``: the profile's options, every one resolved to a value.
 - *profile*: which plugins run, their score weights and the options below; validated when built.
 - *option*: a named choice where schedulers disagree (see docs/adr/0003); each has a default.
 """
@@ -77,6 +78,12 @@ OPTIONS: dict[str, tuple[Any, Callable[[object], Any]]] = {
     "cross_queue_class_preemption": ("ultra-low-latency", _choice("ultra-low-latency", "latency-critical", "never")),
     "half_life_s": (86400.0, _number(0, 10 * 365 * 86400.0, open_lo=True)),
     "history_weight": (0.5, _number(0, 1)),
+    # who may evict whom: "class" (the tiers of core/plugins/preemption.py) or, in addition,
+    # "attained-service" (Tiresias: a job evicts jobs of its class in a higher service level)
+    "preempt_by": ("class", _choice("class", "attained-service")),
+    # least-attained-service levels: boundaries at T, 10 T, 100 T, ... GPU-hours, ``las_levels`` levels
+    "las_threshold_gpu_h": (1.0, _number(0, 1e9, open_lo=True)),
+    "las_levels": (2.0, _number(1, 8)),
 }
 
 
@@ -123,12 +130,32 @@ def build_profile(name: str, plugins: list[str] | tuple[str, ...], weights: dict
             raise ProfileError(f"profile {name!r}: option {key} must be {e}, got {value!r}") from None
     if checked.get("lend_while_pending") is False:
         incremental = False  # lending then depends on every pending job, not only new arrivals
-    return Profile(name, tuple(plugins), weights, tuple(PLUGINS[p]() for p in plugins), incremental, checked)
+    resolved = {key: checked.get(key, default) for key, (default, _) in OPTIONS.items()}
+    instances = tuple(PLUGINS[p]() for p in plugins)
+    for inst in instances:
+        inst.opt = resolved  # the profile's options, for extension points not given the cycle
+    return Profile(name, tuple(plugins), weights, instances, incremental, checked)
 
 
 DEFAULT_PLUGINS = ("priority-fifo", "fair-share", "quota", "node-fit", "preemption", "backfill")
 
-PROFILES: dict[str, Callable[..., Profile]] = {
-    "default": lambda **options: build_profile("default", DEFAULT_PLUGINS, incremental=True, options=options),
-    "first-fit": lambda **options: build_profile("first-fit", ["priority-fifo", "node-fit"], incremental=True, options=options),
+# name -> (plugins, options the profile sets unless the caller sets them)
+PROFILE_PLUGINS: dict[str, tuple[tuple[str, ...], dict[str, object]]] = {
+    "default": (DEFAULT_PLUGINS, {}),
+    # the baselines a simulation compares against (docs/simulator.md)
+    "first-fit": (("priority-fifo", "node-fit"), {}),
+    # (each honours queue quotas, so a comparison on a cluster with quotas compares orderings)
+    "fifo": (("priority-fifo", "quota", "node-fit"), {}),
+    "sjf": (("priority-fifo", "shortest-first", "quota", "node-fit"), {}),
+    "las": (("priority-fifo", "least-attained-service", "quota", "node-fit", "preemption"),
+            {"preempt_by": "attained-service"}),
+    "drf": (("priority-fifo", "fair-share", "quota", "node-fit"), {"history_weight": 0.0}),
 }
+
+
+def _profile(name: str) -> Callable[..., Profile]:
+    plugins, preset = PROFILE_PLUGINS[name]
+    return lambda **options: build_profile(name, plugins, incremental=True, options={**preset, **options})
+
+
+PROFILES: dict[str, Callable[..., Profile]] = {name: _profile(name) for name in PROFILE_PLUGINS}

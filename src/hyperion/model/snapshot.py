@@ -40,6 +40,7 @@ class JobView:
     gpu_type: str | None = None
     runtime_estimate_s: float | None = None  # from the spec, else from the user's history
     user: str = ""
+    attained_gpu_s: float = 0.0  # GPU-seconds run by its earlier attempts (least-attained-service)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,12 @@ class RunningView:
     last_checkpoint_at: float | None = None
     preempting: bool = False
     user: str = ""
+    attained_gpu_s: float = 0.0  # GPU-seconds run by its earlier attempts (not counting this one)
+
+    def attained_at(self, now: float) -> float:
+        """GPU-seconds run by every attempt up to ``now``, this one included."""
+        ran = 0.0 if self.started_at is None else max(0.0, now - self.started_at)
+        return self.attained_gpu_s + self.gpus * ran
 
     @property
     def gpus(self) -> int:

@@ -16,11 +16,12 @@ Glossary:
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Iterable
 
 import orjson
 
+from hyperion.core.estimates import RuntimeHistory
 from hyperion.model import Job, Node, Phase, Placement, Resources, Team, check_transition
 from hyperion.model.codec import (
     job_from_dict,
@@ -36,7 +37,6 @@ from hyperion.model.queue import QueueSpec, demand
 from hyperion.ports.store import Compare, Put, StateStore
 
 JOBS, NODES, TEAMS, QUEUES, RECORDS = "jobs/", "nodes/", "teams/", "queues/", "records/"
-RUNTIME_HISTORY = 20  # succeeded jobs per (team, user) kept for runtime estimates
 
 
 class ConflictError(RuntimeError):
@@ -67,9 +67,9 @@ class ClusterState:
         self.changed_nodes: set[str] = set()
         # ids of jobs written since a reader last took this set (the snapshotter's running views)
         self.changed_jobs: set[str] = set()
-        # (team, user) -> runtimes in seconds of their latest succeeded jobs: the estimate for a
-        # job whose spec gives none (EASY backfill, ``hyperion explain``)
-        self.runtimes: dict[tuple[str, str], deque[float]] = {}
+        # runtimes of each (team, user)'s latest succeeded jobs: the estimate for a job whose spec
+        # gives none (EASY backfill, ``hyperion explain``)
+        self.runtimes = RuntimeHistory()
         # resources held by live tasks per queue and per "queue/user", by resource key
         # (``model.queue.demand``, GPUs charged to the node's type): quota, fair share, listings
         self.queue_usage: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -103,10 +103,7 @@ class ClusterState:
         self.changed_jobs.add(new.id)
         if new.phase is Phase.SUCCEEDED and (old is None or old.phase is not Phase.SUCCEEDED) \
                 and new.started_at is not None and new.finished_at is not None:
-            key = (new.spec.team, new.spec.user)
-            if key not in self.runtimes:
-                self.runtimes[key] = deque(maxlen=RUNTIME_HISTORY)
-            self.runtimes[key].append(max(0.0, new.finished_at - new.started_at))
+            self.runtimes.record(new.spec.team, new.spec.user, new.finished_at - new.started_at)
         if old is not None:
             for p in live_tasks(old):
                 self.node_tasks[p.node_id].pop((old.id, p.rank), None)
@@ -142,11 +139,7 @@ class ClusterState:
 
     def runtime_estimate(self, team: str, user: str) -> float | None:
         """The median runtime of the user's latest succeeded jobs, if any."""
-        runs = self.runtimes.get((team, user))
-        if not runs:
-            return None
-        ordered = sorted(runs)
-        return ordered[len(ordered) // 2]
+        return self.runtimes.estimate(team, user)
 
     def take_changed_nodes(self) -> set[str]:
         changed, self.changed_nodes = self.changed_nodes, set()

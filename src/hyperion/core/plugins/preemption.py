@@ -8,8 +8,10 @@ Who may be a victim of job J (docs/adr/0003 gives the reasons and the options):
   stops at the victim queue's nominal quota: a victim is taken only while its queue still borrows;
 - a lower-class job of any other queue when J's class is at least ``cross_queue_class_preemption``
   (tier 2);
+- with the option ``preempt_by`` = ``attained-service``, a job of J's class whose attained
+  service is in a higher level than J's (``core/plugins/attained_service``) (tier 1);
 - a job already being stopped by an earlier decision: free, taken first.
-Never a job of a higher class, never one of the same class except by reclaim.
+Never a job of a higher class, never one of the same class except by reclaim or by service level.
 
 Cost of a victim: its tier (``victim_order`` = ``borrowers-first``; ignored with
 ``cheapest-first``), then GPU-hours of work lost since its last checkpoint (or its start), then
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 from hyperion.core.cycle import Cycle, Preemption
 from hyperion.core.framework import plugin
+from hyperion.core.plugins.attained_service import level
 from hyperion.model import JobView, Priority, RunningView
 
 _CROSS = {"ultra-low-latency": Priority.ULTRA_LOW_LATENCY, "latency-critical": Priority.LATENCY_CRITICAL, "never": None}
@@ -43,7 +46,8 @@ class Preempt:
         types = [job.gpu_type] if job.gpu_type else cycle.cap.types
         cohort = ledger.cohort(job.queue)
         reclaim = cohort is not None and any(ledger.within_nominal(job.queue, r, t, job.min_available) for t in types)
-        if not reclaim and job.priority == min(Priority):
+        by_service = cycle.opt["preempt_by"] == "attained-service"
+        if not reclaim and not by_service and job.priority == min(Priority):
             return None  # no class below it and nothing to reclaim: no job may be evicted for it
         inflight: list[RunningView] = []
         cands: list[tuple[tuple, RunningView, bool]] = []
@@ -151,8 +155,13 @@ def _tier(v: RunningView, job: JobView, cycle: Cycle, reclaim: bool, cohort: str
     opt, ledger = cycle.opt, cycle.ledger
     lower = v.priority < job.priority
     cheapest = opt["victim_order"] == "cheapest-first"
+    if v.queue == job.queue and lower:
+        return (0 if cheapest else 1, False)
+    if opt["preempt_by"] == "attained-service" and v.priority == job.priority \
+            and level(v.attained_at(cycle.snapshot.now), opt) > level(job.attained_gpu_s, opt):
+        return (1, False)
     if v.queue == job.queue:
-        return (0 if cheapest else 1, False) if lower else None
+        return None
     borrowing = ledger.borrowing(v.queue)
     if lower and borrowing:
         return (0, True)

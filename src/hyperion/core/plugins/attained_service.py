@@ -1,0 +1,35 @@
+"""Least attained service (Tiresias' discretised LAS, NSDI'19): a job's *service* is the
+GPU-seconds it has run over all its attempts; services are cut into levels at T, 10 T, 100 T, ...
+GPU-hours (options ``las_threshold_gpu_h`` = T, ``las_levels``). Inside a queue, lower levels go
+first and a level is FIFO. With the profile option ``preempt_by`` = ``attained-service`` a
+pending job may evict running jobs of its class in a higher level (``core/plugins/preemption``):
+new, short jobs overtake long ones, which need no runtime estimate.
+
+Tiresias also promotes a job that waited long back to the first level (starvation guard); not
+done here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from hyperion.core.framework import plugin
+from hyperion.model import JobView, Snapshot
+
+
+def level(service_gpu_s: float, opt: Mapping[str, object]) -> int:
+    bound = float(opt["las_threshold_gpu_h"]) * 3600.0  # type: ignore[arg-type]
+    top = int(opt["las_levels"]) - 1  # type: ignore[call-overload]
+    k = 0
+    while k < top and service_gpu_s >= bound:
+        k += 1
+        bound *= 10.0
+    return k
+
+
+@plugin("least-attained-service")
+class LeastAttainedService:
+    opt: Mapping[str, object]
+
+    def sort_key(self, job: JobView, snapshot: Snapshot) -> tuple:
+        return (level(job.attained_gpu_s, self.opt),)
