@@ -72,7 +72,7 @@ def simulate(trace_spec: str, cluster_file: str, policy_names: str, from_: str |
       hyperion simulate --trace philly:$HYPERION_DATA/philly_pollux/philly.csv \\
           --cluster examples/clusters/philly.yaml --policy fifo,las,drf,default --to 14d
     """
-    from hyperion.api.spec import SpecError
+    from hyperion.api.spec import HINT, SpecError
     from hyperion.sim.cluster import ClusterError, load_cluster
     from hyperion.sim.experiment import run
     from hyperion.sim.policies import PolicyError, policies
@@ -81,14 +81,18 @@ def simulate(trace_spec: str, cluster_file: str, policy_names: str, from_: str |
     from hyperion.sim.traces import read_trace, window
     from hyperion.sim.traces.base import TraceError
 
+    out_dir = Path(out)
+    if not no_report and out_dir.exists() and not out_dir.is_dir():
+        raise CliError(f"--out {out}: exists and is not a directory; give a directory for the report", exit_code=2)
     try:
         chosen = policies(policy_names)
     except PolicyError as e:
         raise CliError(f"--policy: {e}", exit_code=2) from None
     try:
         cluster = load_cluster(cluster_file, data)
-    except SpecError as e:
-        raise CliError(str(e), exit_code=2, plain=True) from None
+    except SpecError as e:  # the spec's own "file:line: field: message" lines; nothing is submitted here
+        message = str(e).removesuffix(HINT) + "fix the fields above and run again"
+        raise CliError(message, exit_code=2, plain=True) from None
     except ClusterError as e:
         raise CliError(str(e), exit_code=2) from None
     try:
@@ -102,8 +106,12 @@ def simulate(trace_spec: str, cluster_file: str, policy_names: str, from_: str |
         trace = window(trace, lo, hi)
     if limit is not None:
         trace = replace(trace, jobs=trace.jobs[:limit])
-    if not trace.jobs:
+    if not trace.jobs and (lo is not None or hi is not None):
         raise CliError("no job of the trace falls in the window; widen --from/--to", exit_code=2)
+    if not trace.jobs:
+        skipped = ", ".join(f"{n:,} {why}" for why, n in trace.skipped.items())
+        raise CliError(f"{trace_spec}: no job to replay" + (f" (rows skipped: {skipped})" if skipped else ""),
+                       exit_code=2)
     results = []
     for p in chosen:
         with Progress(len(trace.jobs), f"{p.name:>8}", enabled=progress) as bar:
@@ -111,14 +119,17 @@ def simulate(trace_spec: str, cluster_file: str, policy_names: str, from_: str |
     meta = {"trace": trace.name, "jobs": len(trace.jobs), "cluster": f"{cluster.name} ({cluster_file})",
             "gpus": cluster.gpus, "window": f"{from_ or 'start'} .. {to or 'end'}", "seed": seed,
             "command": "hyperion " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("hyperion") else ""}
-    written = [] if no_report else write_report(results, Path(out), meta)
+    try:
+        written = [] if no_report else write_report(results, out_dir, meta)
+    except OSError as e:
+        raise CliError(f"cannot write the report to {out}: {e.strerror or e}", exit_code=1) from None
     if output == "json":
         click.echo(json.dumps(to_json(results, meta), indent=2))
         return
     click.echo(f"{trace.name}: {len(trace.jobs):,} jobs on {cluster.name} ({cluster.gpus:,} GPUs), seed {seed}")
     click.echo(comparison_table(results))
     if written:
-        click.echo(f"report: {Path(out) / 'report.html'} (plots and results.json beside it)")
+        click.echo(f"report: {out_dir / 'report.html'} (plots and results.json beside it)")
 
 
 COMMANDS = [simulate]

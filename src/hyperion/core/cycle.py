@@ -113,6 +113,18 @@ class Cycle:
             for queue, gpu_type, amount in h.quota:
                 self.ledger.take(queue, amount, gpu_type)
         self.holds: list[_Hold] = [self._hold(h) for h in self.carried]
+        # nominations of preemptors offered again: their room and quota stay theirs until their
+        # turn (else a job ordered before them could take what their victims freed)
+        self._nominated: dict[str, tuple[Hold, _Hold]] = {}
+        for h in snapshot.holds:
+            if h.kind == "nomination" and h.job_id in pending:
+                for queue, gpu_type, amount in h.quota:
+                    self.ledger.take(queue, amount, gpu_type)
+                kept = self._hold(h)
+                self.holds.append(kept)
+                self._nominated[h.job_id] = (h, kept)
+        if any(h.victims for h in snapshot.holds):
+            self._keep_what_victims_freed(snapshot)
 
     # ---- positions, holds ---------------------------------------------------------------------
     def position(self, node_id: str) -> int | None:
@@ -127,6 +139,21 @@ class Cycle:
             if i is not None:
                 at[i] = at.get(i, Resources()) + amount
         return _Hold(h.job_id, h.until, at, h.kind == "nomination")
+
+    def _keep_what_victims_freed(self, snapshot: Snapshot) -> None:
+        """A carried nomination also holds what its victims freed once they stopped; victims still
+        stopping are its own (no other preemptor counts on them)."""
+        running = {v.id: v for v in snapshot.running}
+        for h, kept in [(h, k) for h, k in zip(self.carried, self.holds, strict=False) if h.kind == "nomination"] + \
+                list(self._nominated.values()):
+            for vid, node_id, amount in h.victims:
+                v = running.get(vid)
+                if v is not None and any(n == node_id for n, _ in v.placements):
+                    self.claimed.add(vid)
+                    continue
+                i = self.position(node_id)
+                if i is not None:
+                    kept.at[i] = kept.at.get(i, Resources()) + amount
 
     def add_hold(self, h: Hold) -> None:
         self.new_holds.append(h)
@@ -185,6 +212,7 @@ class Cycle:
         reasons: Counter[str] = Counter()
         quota_why: list[str] = []
         snapshot, filters, scorers, weights = self.snapshot, self.filters, self.scorers, self.profile.weights
+        first_allowed = types  # the GPU types quota lets its first replica use
         for rank in range(job.replicas):
             allowed = types
             if quota and self.admitters:
@@ -195,6 +223,8 @@ class Cycle:
                         allowed.append(t)
                     elif rank == 0 or len(placed) < job.min_available:
                         quota_why.append(why)
+                if rank == 0:
+                    first_allowed = allowed
                 if not allowed:
                     break
             best, best_score, feasible = None, None, 0
@@ -228,8 +258,8 @@ class Cycle:
                 break
             placed.append((rank, best, self.cap.take(best, r)))
             self.ledger.take(job.queue, r, best.node.gpu_type)
-        if len(placed) < job.min_available and not quota_why and (rank == 0 or not placed):
-            few = self.cap.too_few_gpus(r.gpus, types)
+        if len(placed) < job.min_available and first_allowed and (rank == 0 or not placed):
+            few = self.cap.too_few_gpus(r.gpus, first_allowed)
             if few:
                 reasons["insufficient gpus"] += few
         return placed, reasons, quota_why
@@ -326,6 +356,12 @@ class Cycle:
                     self.carried + tuple(self.new_holds), tuple(self.order))
 
     def consider(self, job: JobView) -> None:
+        nominated = self._nominated.pop(job.id, None)
+        if nominated is not None:  # its turn: what was kept for it is its own to take
+            for queue, gpu_type, amount in nominated[0].quota:
+                self.ledger.release(queue, amount, gpu_type)
+            self.holds.remove(nominated[1])
+            self.claimed.difference_update(vid for vid, _, _ in nominated[0].victims)
         r = job.per_replica
         held, hold_key = self.held_for(job)
         key = (r, job.gpu_type, job.replicas, job.min_available, job.queue, job.priority, hold_key,
@@ -335,12 +371,16 @@ class Cycle:
             self.verdicts[job.id] = memo
             return
         short = r.shortfall(self.cap.bound(job.gpu_type))
-        if short:  # no node has room for one replica: skip the node scan
-            same = self.cap.count(job.gpu_type)
-            text = (f"{same} node(s): insufficient {', '.join(short)}",) if same else ()
-            placed: Placed = []
+        if short:  # no node has room for one replica: skip the node scan, not the quota check
+            types = [job.gpu_type] if job.gpu_type else self.cap.types
+            admitted = [t for t in types if not self.admitters or self.admit(job, t) is None]
+            quota_why = [why for t in types if t not in admitted and (why := self.admit(job, t))]
+            same = sum(self.cap.count(t) for t in admitted)
             reasons: Counter[str] = Counter()
-            quota_why: list[str] = []
+            if same:  # as the node scan would say: quota first, then the nodes of the types it allows
+                reasons[f"insufficient {', '.join(short)}"] = same
+            text = tuple(f"{count} node(s): {why}" for why, count in reasons.items())
+            placed: Placed = []
         else:
             placed, reasons, quota_why = self.place(job, held)
             if len(placed) >= job.min_available:
@@ -395,20 +435,23 @@ class Cycle:
         return verdict
 
     def _nominate(self, job: JobView, plan: Preemption) -> None:
-        """Hold the free capacity the preemptor counts on besides what its victims free."""
+        """Hold the free capacity the preemptor counts on besides what its victims free, and name
+        what each victim frees there (kept for it too once the victim has stopped)."""
         need: dict[int, Resources] = {}
         for i in plan.at:
             need[i] = need.get(i, Resources()) + job.per_replica
+        freed = []
         for v in plan.victims + plan.waiting_on:
             for node_id, _ in v.placements:
                 i = self.position(node_id)
                 if i in need:
                     need[i] = need[i] - v.per_replica
+                    freed.append((v.id, node_id, v.per_replica))
         amounts = tuple((self.snapshot.nodes[i].id, Resources(max(0, h.gpus), max(0, h.cpus_milli), max(0, h.memory)))
                         for i, h in sorted(need.items()) if h.gpus > 0 or h.cpus_milli > 0 or h.memory > 0)
         quota = tuple((job.queue, self.snapshot.nodes[i].gpu_type, job.per_replica) for i in plan.at)
         if amounts or quota:
-            self.add_hold(Hold(job.id, None, amounts, "nomination", quota))
+            self.add_hold(Hold(job.id, None, amounts, "nomination", quota, tuple(freed)))
 
     # ---- verdicts ------------------------------------------------------------------------------
     def _verdict(self, job: JobView, reasons: tuple[str, ...], quota_why: list[str], placed: int) -> Verdict:

@@ -37,15 +37,18 @@ def live(job: Job) -> list[Placement]:
     return [p for p in job.placements if p.rank not in exited]
 
 
-def assign(job: Job, placements: tuple[Placement, ...], reason: str = "") -> Job:
+def assign(job: Job, placements: tuple[Placement, ...], reason: str = "", estimate: float | None = None) -> Job:
+    """Place the job's next attempt; ``estimate``: the runtime estimate it was placed with (what
+    backfill expects of it while it runs)."""
     return replace(job, phase=Phase.SCHEDULED, attempt=job.attempt + 1, placements=placements,
-                   rank_exits=(), exit_code=None, reason=reason)
+                   rank_exits=(), exit_code=None, reason=reason, attempt_started_at=None, placed_estimate_s=estimate)
 
 
 def task_running(job: Job, attempt: int, rank: int, at: float) -> Job:
     if attempt != job.attempt or job.phase is not Phase.SCHEDULED:
         return job
-    return replace(job, phase=Phase.RUNNING, started_at=job.started_at or at, reason="")
+    return replace(job, phase=Phase.RUNNING, started_at=job.started_at or at,
+                   attempt_started_at=job.attempt_started_at or at, reason="")
 
 
 def task_exited(job: Job, attempt: int, rank: int, exit_code: int, at: float, why: str = "") -> tuple[Job, list[Placement]]:
@@ -66,6 +69,9 @@ def task_exited(job: Job, attempt: int, rank: int, exit_code: int, at: float, wh
 
 
 def _attempt_over(job: Job, at: float, why: str) -> Job:
+    if job.attempt_started_at is not None:  # the service it got counts whatever becomes of it
+        ran = max(0.0, at - job.attempt_started_at)
+        job = replace(job, attained_gpu_s=job.attained_gpu_s + job.spec.resources.gpus * len(job.placements) * ran)
     if job.phase is Phase.PREEMPTED:
         return requeue(job)
     if job.phase.terminal:  # cancelled: just record the exits

@@ -55,8 +55,9 @@ class Rounds:
             return None
         full = (not self.profile.incremental or self._left is not snap.nodes or versions != self._versions
                 or clock - self._last_full >= self.idle_interval)
-        if full:
-            snap = replace(snap, holds=())
+        if full:  # every job is offered again; a preemptor keeps its nomination until its turn
+            offered = {j.id for j in snap.pending}
+            snap = replace(snap, holds=tuple(h for h in snap.holds if h.kind == "nomination" and h.job_id in offered))
         else:
             snap = replace(snap, pending=tuple(j for j in snap.pending if j.id not in self._seen))
             if not snap.pending:

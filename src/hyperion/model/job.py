@@ -133,12 +133,15 @@ class Job:
     submitted_at: float = 0.0
     attempt: int = 0  # 0 until first placed
     placements: tuple[Placement, ...] = ()
-    started_at: float | None = None
+    started_at: float | None = None  # when its first attempt started running
     finished_at: float | None = None
     exit_code: int | None = None
     reason: str = ""  # why the job is in its phase (last failure, cancellation, preemption)
     failures: int = 0  # attempts that ended in failure (count against spec.max_retries)
     rank_exits: tuple[tuple[int, int], ...] = field(default=())  # (rank, exit code) of this attempt
+    attempt_started_at: float | None = None  # when the current attempt started running
+    attained_gpu_s: float = 0.0  # GPU-seconds run by its earlier attempts (least-attained-service)
+    placed_estimate_s: float | None = None  # the runtime estimate the scheduler placed this attempt with
 
     @property
     def team(self) -> str:

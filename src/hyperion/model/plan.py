@@ -47,7 +47,8 @@ class Hold:
 
     ``kind`` ``reservation``: an EASY-backfill reservation; a job that ends by ``until`` may still
     use the resources (None: no job may). ``nomination``: the free capacity a preemptor counts on
-    besides what its victims free, kept for it while they stop; no other job may use it."""
+    besides what its victims free (and, once they have stopped, what they freed), kept for it
+    until it is placed; no other job may use it."""
 
     job_id: str
     until: float | None
@@ -56,6 +57,9 @@ class Hold:
     # nominations: the quota the preemptor's placement will charge, (queue, GPU type, amount),
     # kept charged while the hold is carried into cycles that do not reconsider the preemptor
     quota: tuple[tuple[str, str, Resources], ...] = ()
+    # nominations: what each victim frees on the nodes the preemptor counts on, (victim job id,
+    # node id, amount); held for the preemptor too once that victim has stopped
+    victims: tuple[tuple[str, str, Resources], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--node-timeout", type=float, default=10.0, help="seconds without a heartbeat before a node is not ready")
     p.add_argument("--heartbeat-interval", type=float, default=1.0)
     p.add_argument("--profile", default="default", help="scheduling profile: default (queues, fair share, preemption, "
-                   "backfill) or first-fit")
+                   "backfill), first-fit, or a simulator baseline: fifo, sjf, las, drf (docs/simulator.md)")
     p.add_argument("--scheduler-option", action="append", default=[], metavar="NAME=VALUE",
                    help="a profile option, e.g. victim_order=cheapest-first (docs/adr/0003); repeatable")
     p.add_argument("--log-level", default="INFO")

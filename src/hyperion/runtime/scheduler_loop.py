@@ -83,7 +83,9 @@ class SchedulerLoop:
         if plan is None:
             return 0
         self.service.verdicts = rounds.verdicts
-        jobs = [lifecycle.assign(state.jobs[a.job_id], a.placements) for a in plan.assignments]
+        views = {j.id: j for j in snap.pending} if plan.assignments else {}
+        jobs = [lifecycle.assign(state.jobs[a.job_id], a.placements, estimate=views[a.job_id].runtime_estimate_s)
+                for a in plan.assignments]
         stops = [lifecycle.preempt(state.jobs[e.job_id], f"{e.reason} (scheduling cycle {rounds.cycles})")
                  for e in plan.evictions]
         state.update_jobs(jobs + [job for job, _ in stops])

@@ -16,7 +16,7 @@ def job_view(job: Job, estimate: float | None = None) -> JobView:
                    submitted_at=job.submitted_at, per_replica=s.resources, replicas=s.replicas,
                    min_available=s.min_available, gpu_type=s.gpu_type,
                    runtime_estimate_s=s.runtime_estimate_s if s.runtime_estimate_s is not None else estimate,
-                   user=s.user)
+                   user=s.user, attained_gpu_s=job.attained_gpu_s)
 
 
 class Snapshotter:
@@ -25,7 +25,7 @@ class Snapshotter:
 
     def __init__(self, state: ClusterState) -> None:
         self.state = state
-        self._views: dict[str, tuple[Job, JobView]] = {}
+        self._views: dict[str, tuple[Job, JobView, float | None]] = {}
         self._nodes: tuple[NodeView, ...] = ()
         self._position: dict[str, int] = {}
         self._index: NodeIndex | None = None
@@ -62,11 +62,13 @@ class Snapshotter:
     def pending(self) -> tuple[JobView, ...]:
         views = []
         jobs = self.state.jobs
+        estimate = self.state.runtime_estimate
         for job_id in self.state.pending:
             job = jobs[job_id]
             cached = self._views.get(job_id)
-            if cached is None or cached[0] is not job:
-                cached = self._views[job_id] = (job, job_view(job, self.state.runtime_estimate(job.spec.team, job.spec.user)))
+            est = None if job.spec.runtime_estimate_s is not None else estimate(job.spec.team, job.spec.user)
+            if cached is None or cached[0] is not job or cached[2] != est:  # the user's history moved on
+                cached = self._views[job_id] = (job, job_view(job, est), est)
             views.append(cached[1])
         if len(self._views) > 2 * len(views) + 1024:  # forget jobs that left the queue
             self._views = {k: v for k, v in self._views.items() if k in self.state.pending}
@@ -78,11 +80,13 @@ class Snapshotter:
             return None
         s = job.spec
         node = self.state.nodes.get(tasks[0].node_id)
-        estimate = s.runtime_estimate_s if s.runtime_estimate_s is not None else self.state.runtime_estimate(s.team, s.user)
+        # what the scheduler expected of this attempt when it placed it (the simulator's too)
+        estimate = job.placed_estimate_s if job.placed_estimate_s is not None else s.runtime_estimate_s
         leaving = job.phase is Phase.PREEMPTED or job.phase.terminal  # being stopped
         return RunningView(job.id, s.team, s.queue, s.priority, s.resources,
                            tuple((p.node_id, p.gpu_indices) for p in tasks), node.gpu_type if node else "",
-                           job.started_at, estimate, s.priority_value, None, leaving, s.user)
+                           job.attempt_started_at, estimate, s.priority_value, None, leaving, s.user,
+                           job.attained_gpu_s)
 
     def running(self) -> tuple[RunningView, ...]:
         """Jobs holding resources (their live tasks), updated for the jobs written since the last call."""

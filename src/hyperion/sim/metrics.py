@@ -160,8 +160,6 @@ class Collector:
     def _mean_intensity(self, start: float, end: float) -> float:
         carbon = self.carbon
         e0, e1 = self.start_epoch + start, self.start_epoch + end
-        if e1 - e0 < HOUR:
-            return carbon.at((e0 + e1) / 2)
         total = weight = 0.0
         t = e0
         while t < e1:
@@ -169,7 +167,7 @@ class Collector:
             total += carbon.at(t) * (edge - t)
             weight += edge - t
             t = edge
-        return total / weight
+        return total / weight if weight else carbon.at(e0)  # an instant lost in the epoch's rounding
 
     @property
     def carbon(self):
@@ -217,7 +215,7 @@ class Collector:
             "queue_delay_mean_s": sum(waits) / len(waits) if waits else math.nan,
             "queue_delay_p50_s": percentile(waits, 0.5),
             "queue_delay_p99_s": percentile(waits, 0.99),
-            "makespan_s": self.last_finish - (self.first_submit or 0.0),
+            "makespan_s": self.last_finish - (self.first_submit or 0.0) if jct else math.nan,
             "utilisation": busy_s / up_s if up_s else math.nan,
             "jain_index": sum(self._jain) / len(self._jain) if self._jain else math.nan,
             "max_share_deviation": max((d / n for d in self._dev.values()), default=math.nan) if n else math.nan,

@@ -67,8 +67,9 @@ class SimJob:
 
 def shape(tj: TraceJob, node_gpus: int) -> tuple[Resources, int]:
     """Per-replica resources and replica count: a job wider than the widest node is split into
-    equal ranks of the largest size that divides its GPU count and fits a node."""
-    if tj.gpus <= node_gpus or node_gpus <= 0:
+    equal ranks of the largest size that divides its GPU count and fits a node (unless it must
+    run on one node: then it stays whole, and unplaceable)."""
+    if tj.gpus <= node_gpus or node_gpus <= 0 or tj.one_node:
         return Resources(tj.gpus, tj.cpus_milli, tj.memory), 1
     g = next(d for d in range(node_gpus, 0, -1) if tj.gpus % d == 0)
     n = tj.gpus // g
@@ -120,9 +121,11 @@ class World:
         self.last_plan: Plan | None = None
         self._progress = 0  # arrive/finish/stopped events in the heap
         self._cycle_at: float | None = None
-        widest = max((p.gpus for p in cluster.pools), default=0)
+        widest: dict[str | None, int] = {None: max((p.gpus for p in cluster.pools), default=0)}
+        for p in cluster.pools:  # a job asking for a GPU type is split for the nodes of that type
+            widest[p.gpu_type] = max(widest.get(p.gpu_type, 0), p.gpus)
         for tj in trace.jobs:
-            r, n = shape(tj, widest)
+            r, n = shape(tj, widest.get(tj.gpu_type, 0))
             job = SimJob(tj, r, n)
             if not self._placeable(job):
                 self.unplaceable += 1
@@ -166,6 +169,8 @@ class World:
             for a, b in outages:
                 start, end = base + lap * period + a, base + lap * period + b
                 if end > now and (start > now or first):
+                    if b == period and outages[0][0] == 0 < outages[0][1] < period:
+                        end += outages[0][1]  # the series is read cyclically: it runs on into the next lap's first
                     self.events.push(max(start, now), "down", (i, end))
                     return
 
@@ -183,9 +188,22 @@ class World:
             self._changed = set()
         return self._nodes, self._index
 
+    def pending_views(self) -> tuple[JobView, ...]:
+        """Pending views; a job's runtime estimate follows its user's history as it grows (as the
+        live snapshotter's does)."""
+        if self.oracle:
+            return tuple(j.view for j in self.pending.values())
+        estimate = self.history.estimate
+        views = []
+        for j in self.pending.values():
+            if estimate(j.tj.team, j.tj.user) != j.estimate:
+                j.view = self._job_view(j)
+            views.append(j.view)
+        return tuple(views)
+
     def snapshot(self, now: float) -> Snapshot:
         nodes, index = self.nodes()
-        return Snapshot(now, self.rounds.cycles, nodes, tuple(j.view for j in self.pending.values()), index,
+        return Snapshot(now, self.rounds.cycles, nodes, self.pending_views(), index,
                         tuple(self.rviews.values()), self.cluster.queues,
                         {q: dict(u) for q, u in self.usage.items()}, self.rounds.history, self.rounds.holds)
 
@@ -359,8 +377,9 @@ class World:
     def _done(self) -> bool:
         if self.remaining <= 0:
             return True
-        # nothing left that could change anything: jobs still pending can never start
-        return self._progress == 0 and not self.running and not self.down
+        # nothing left that could change anything: jobs still pending can never start (a cycle
+        # still due, with schedule_interval > 0, may yet start them)
+        return self._progress == 0 and not self.running and not self.down and self._cycle_at is None
 
     def step(self) -> bool:
         """Process the events of the next instant and schedule; False when the run is over."""

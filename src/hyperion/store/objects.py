@@ -102,8 +102,9 @@ class ClusterState:
     def _index(self, old: Job | None, new: Job) -> None:
         self.changed_jobs.add(new.id)
         if new.phase is Phase.SUCCEEDED and (old is None or old.phase is not Phase.SUCCEEDED) \
-                and new.started_at is not None and new.finished_at is not None:
-            self.runtimes.record(new.spec.team, new.spec.user, new.finished_at - new.started_at)
+                and new.finished_at is not None and (new.attempt_started_at or new.started_at) is not None:
+            # the run that succeeded, not the waits between attempts
+            self.runtimes.record(new.spec.team, new.spec.user, new.finished_at - (new.attempt_started_at or new.started_at))
         if old is not None:
             for p in live_tasks(old):
                 self.node_tasks[p.node_id].pop((old.id, p.rank), None)

@@ -20,8 +20,9 @@ def plan_of(nodes, pending=(), running=(), queues=(), profile=DEFAULT, now=1000.
 
 
 def nominations(plan) -> tuple[Hold, ...]:
-    """The plan's holds without the quota they charge (checked in test_a_carried_nomination_keeps_its_quota)."""
-    return tuple(replace(h, quota=()) for h in plan.holds)
+    """The plan's holds without the quota they charge (checked in test_a_carried_nomination_keeps_its_quota)
+    and what their victims free (test_a_preemptor_offered_again_keeps_what_its_victims_freed)."""
+    return tuple(replace(h, quota=(), victims=()) for h in plan.holds)
 
 
 def placed(plan) -> set[str]:
@@ -539,3 +540,21 @@ def test_a_carried_nomination_keeps_its_quota():
     assert any(r.startswith("quota:") for r in second.verdicts["q"].reasons)
     # without the carried hold, q would have taken it
     assert [a.job_id for a in plan_of(nodes, [a_job("q").gpus(1).queue("b")], stopping, TWO_TEAMS).assignments] == ["q"]
+
+
+def test_a_preemptor_offered_again_keeps_what_its_victims_freed():
+    # cycle 1: p (queue b) reclaims b's nominal quota from a's borrowers; cycle 2 is a full one,
+    # after the victims stopped: a's older job a9 comes first in the order (no fair share), yet
+    # the room and the quota are p's (before, a9 took them back and p evicted again, for ever)
+    nodes = [a_node("n1").gpus(4)]
+    running = [a_job(f"a{i}").gpus(1).queue("a").running_on("n1", started=0.0) for i in range(4)]
+    fifo = PROFILES["fifo"]()
+    first = plan_of(nodes, [a_job("p").gpus(2).queue("b").submitted(5)], running, TWO_TEAMS, profile=PROFILES["las"]())
+    victims = {e.job_id for e in first.evictions}
+    assert len(victims) == 2
+    still = [a_job(f"a{i}").gpus(1).queue("a").running_on("n1", started=0.0) for i in range(4) if f"a{i}" not in victims]
+    pending = [a_job("a9").gpus(2).queue("a").submitted(1), a_job("p").gpus(2).queue("b").submitted(5)]
+    second = plan_of(nodes, pending, still, TWO_TEAMS, holds=first.holds, profile=fifo)
+    assert placed(second) == {"p"} and second.evictions == ()
+    without = plan_of(nodes, pending, still, TWO_TEAMS, profile=fifo)
+    assert placed(without) == {"a9"}  # what happened before: the borrower took it back

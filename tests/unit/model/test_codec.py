@@ -153,8 +153,15 @@ def test_a_small_job_has_this_exact_format() -> None:
         },
         "phase": "running", "submitted_at": 5.0, "attempt": 1,
         "placements": [{"rank": 0, "node_id": "n1", "gpu_indices": [0, 1]}],
-        "started_at": 6.0, "reason": "", "failures": 0, "rank_exits": {"3": 0},
+        "started_at": 6.0, "reason": "", "failures": 0, "rank_exits": {"3": 0}, "attained_gpu_s": 0.0,
     }
+
+
+def test_a_record_written_before_attempt_fields_existed_still_reads() -> None:
+    spec = JobSpec(name="train", team="ml")
+    old = {k: v for k, v in job_to_dict(Job(id="j", spec=spec, started_at=6.0)).items() if k != "attained_gpu_s"}
+    job = job_from_dict(old)
+    assert (job.attained_gpu_s, job.attempt_started_at, job.placed_estimate_s) == (0.0, None, None)
 
 
 def test_a_node_has_this_exact_format() -> None:

@@ -109,7 +109,7 @@ def read(path: str) -> Trace:
     kept.sort(key=lambda k: (k[0], k[1]))
     jobs = tuple(
         TraceJob(id=name, submit_s=created_s - origin, duration_s=duration, gpus=gpus, gpu_type=gpu_type,
-                 cpus_milli=cpus, memory=memory, priority=priority, line=line)
+                 cpus_milli=cpus, memory=memory, priority=priority, line=line, one_node=True)
         for created_s, name, duration, gpus, gpu_type, cpus, memory, priority, line in kept
     )
     skipped = {reason: count for reason, count in (("never scheduled", never_scheduled), ("zero duration", zero_duration))

@@ -32,6 +32,7 @@ class TraceJob:
     memory: int = 0            # bytes in total (0: not constrained)
     priority: Priority = Priority.BATCH
     line: int = 0              # line of the trace file it came from
+    one_node: bool = False     # it cannot span nodes (a Kubernetes pod); else a wide job is split into ranks
 
 
 @dataclass(frozen=True, slots=True)
