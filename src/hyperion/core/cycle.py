@@ -104,6 +104,7 @@ class Cycle:
         self._claims = 0
         self._qkeys: dict[tuple, tuple] = {}
         self.most_placed = 0  # replicas the last ``place`` managed on its best GPU type
+        self.scratch: dict[str, object] = {}  # plugins' caches for the length of this cycle
         for v in snapshot.running:
             if v.preempting:
                 self._leave(v)
@@ -352,8 +353,9 @@ class Cycle:
         for job in self.ordered():
             self.order.append(job.id)
             self.consider(job)
+        wakes = [w for p in self.profile.serving("wake_at") if (w := p.wake_at(self)) is not None] if self.verdicts else []
         return Plan(tuple(self.assignments), self.verdicts, tuple(self.evictions),
-                    self.carried + tuple(self.new_holds), tuple(self.order))
+                    self.carried + tuple(self.new_holds), tuple(self.order), min(wakes) if wakes else None)
 
     def consider(self, job: JobView) -> None:
         nominated = self._nominated.pop(job.id, None)

@@ -11,7 +11,9 @@ Glossary:
   ``filter(job, node, snapshot) -> str | None`` a reason when the node cannot host one replica;
   ``score(job, node, snapshot) -> float`` higher is better;
   ``preempt(job, cycle) -> Preemption | None`` victims whose eviction lets the job fit;
-  ``reserve(job, cycle) -> Hold | None`` resources promised to a job that cannot start now.
+  ``reserve(job, cycle) -> Hold | None`` resources promised to a job that cannot start now;
+  ``wake_at(cycle) -> float | None`` when the plan may change with nothing else happening
+  (``Plan.wake_at``: a driver that runs cycles only on changes runs one then).
   Each instance has ``opt``: the profile's options, every one resolved to a value.
 - *profile*: which plugins run, their score weights and the options below; validated when built.
 - *option*: a named choice where schedulers disagree (see docs/adr/0003); each has a default.

@@ -47,13 +47,13 @@ class Rounds:
             self.history = accrue(self.history, usage, now - self.accrued_at, self.profile.option("half_life_s"))
         self.accrued_at = now
 
-    def plan(self, snap: Snapshot, versions: tuple, clock: float) -> Plan | None:
-        """One cycle on ``snap`` (``clock``: the driver's monotonic time for ``idle_interval``),
-        or None when it has no job to offer."""
+    def plan(self, snap: Snapshot, versions: tuple, clock: float, full: bool = False) -> Plan | None:
+        """One cycle on ``snap`` (``clock``: the driver's monotonic time for ``idle_interval``;
+        ``full``: offer every job whatever changed), or None when it has no job to offer."""
         if not snap.pending:
             self.idle()
             return None
-        full = (not self.profile.incremental or self._left is not snap.nodes or versions != self._versions
+        full = (full or not self.profile.incremental or self._left is not snap.nodes or versions != self._versions
                 or clock - self._last_full >= self.idle_interval)
         if full:  # every job is offered again; a preemptor keeps its nomination until its turn
             offered = {j.id for j in snap.pending}

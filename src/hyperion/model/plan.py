@@ -69,3 +69,6 @@ class Plan:
     evictions: tuple[Evict, ...] = ()
     holds: tuple[Hold, ...] = ()
     order: tuple[str, ...] = ()  # the pending jobs in the order the cycle considered them
+    # the earliest time at which this plan may change with nothing else happening (a running job
+    # moves up a service level while a job waits); None: only when something changes
+    wake_at: float | None = None

@@ -121,6 +121,7 @@ class World:
         self.last_plan: Plan | None = None
         self._progress = 0  # arrive/finish/stopped events in the heap
         self._cycle_at: float | None = None
+        self._wake_at: float | None = None  # the latest plan's ``wake_at``, when still ahead
         widest: dict[str | None, int] = {None: max((p.gpus for p in cluster.pools), default=0)}
         for p in cluster.pools:  # a job asking for a GPU type is split for the nodes of that type
             widest[p.gpu_type] = max(widest.get(p.gpu_type, 0), p.gpus)
@@ -356,17 +357,20 @@ class World:
             self.events.push(now + self.rng.expovariate(1.0 / pool.mtbf_s), "down", i)
 
     # ---- the loop ---------------------------------------------------------------------------
-    def cycle(self, now: float) -> None:
+    def cycle(self, now: float, full: bool = False) -> None:
         rounds = self.rounds
         usage = {**self.usage, **self.user_usage}
         rounds.accrue(now, usage)
         if not self.pending:
             rounds.idle()
             return
-        plan = rounds.plan(self.snapshot(now), (self.running_version,), now)
+        plan = rounds.plan(self.snapshot(now), (self.running_version,), now, full)
         if plan is None:
             return
         self.last_plan = plan
+        self._wake_at = plan.wake_at if plan.wake_at is not None and plan.wake_at > now else None
+        if self._wake_at is not None:  # the plan may change then with nothing else happening
+            self.events.push(self._wake_at, "wake", self._wake_at)
         for a in plan.assignments:
             self.start(self.pending[a.job_id], a.placements, now)
         for e in plan.evictions:
@@ -411,6 +415,10 @@ class World:
             elif kind == "cycle":
                 self._cycle_at = None
                 self.cycle(now)
+                continue
+            elif kind == "wake":
+                if payload == self._wake_at:  # not superseded by a later cycle's plan
+                    self.cycle(now, full=True)
                 continue
             changed = True
         if changed:

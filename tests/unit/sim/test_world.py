@@ -267,10 +267,8 @@ def test_las_does_not_preempt_a_job_below_the_threshold() -> None:
     assert r.metrics["preemptions"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="a limitation: the world runs a cycle only at instants where something "
-                   "changed (docs/simulator.md), not every idle interval as the live loop does, so a running job "
-                   "crossing a LAS level while another waits is preempted only at the next event")
 def test_las_preempts_once_the_running_job_crosses_the_threshold_while_another_waits() -> None:
+    # nothing happens after B arrives; the plan's wake_at (A crossing the level) runs the cycle
     r = simulate([job("A", 0.0, 1000.0), job("B", 20.0, 10.0)], cluster(pool(gpus=1)), LAS)
     assert r.metrics["preemptions"] == 1
 

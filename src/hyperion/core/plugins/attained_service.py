@@ -33,3 +33,26 @@ class LeastAttainedService:
 
     def sort_key(self, job: JobView, snapshot: Snapshot) -> tuple:
         return (level(job.attained_gpu_s, self.opt),)
+
+    def wake_at(self, cycle) -> float | None:
+        """With preemption by service level: when the first running job moves above the lowest
+        level a job is left waiting in (it may then be evicted for it)."""
+        opt = self.opt
+        if opt["preempt_by"] != "attained-service":
+            return None
+        waiting = [j.attained_gpu_s for j in cycle.snapshot.pending if j.id in cycle.verdicts]
+        if not waiting:
+            return None
+        lowest = level(min(waiting), opt)
+        if lowest >= int(opt["las_levels"]) - 1:  # type: ignore[call-overload]
+            return None
+        bound = float(opt["las_threshold_gpu_h"]) * 3600.0 * 10.0 ** lowest  # type: ignore[arg-type]
+        now, soonest = cycle.snapshot.now, None
+        for v in cycle.snapshot.running:
+            if v.preempting or not v.gpus or v.started_at is None:
+                continue
+            service = v.attained_at(now)
+            if service < bound:
+                at = now + (bound - service) / v.gpus + 1e-3  # just past it, whatever the rounding
+                soonest = at if soonest is None or at < soonest else soonest
+        return soonest

@@ -47,8 +47,12 @@ class Preempt:
         cohort = ledger.cohort(job.queue)
         reclaim = cohort is not None and any(ledger.within_nominal(job.queue, r, t, job.min_available) for t in types)
         by_service = cycle.opt["preempt_by"] == "attained-service"
-        if not reclaim and not by_service and job.priority == min(Priority):
-            return None  # no class below it and nothing to reclaim: no job may be evicted for it
+        if not reclaim and job.priority == min(Priority):
+            if not by_service:
+                return None  # no class below it and nothing to reclaim: no job may be evicted for it
+            levels = _levels(cycle)
+            if not cycle.scratch["stopping"] and max(levels.values(), default=0) <= level(job.attained_gpu_s, cycle.opt):
+                return None  # nor a job in a higher service level, nor one being stopped
         inflight: list[RunningView] = []
         cands: list[tuple[tuple, RunningView, bool]] = []
         for v in snapshot.running:
@@ -158,7 +162,7 @@ def _tier(v: RunningView, job: JobView, cycle: Cycle, reclaim: bool, cohort: str
     if v.queue == job.queue and lower:
         return (0 if cheapest else 1, False)
     if opt["preempt_by"] == "attained-service" and v.priority == job.priority \
-            and level(v.attained_at(cycle.snapshot.now), opt) > level(job.attained_gpu_s, opt):
+            and _levels(cycle)[v.id] > level(job.attained_gpu_s, opt):
         return (1, False)
     if v.queue == job.queue:
         return None
@@ -173,6 +177,16 @@ def _tier(v: RunningView, job: JobView, cycle: Cycle, reclaim: bool, cohort: str
     if lower and cross is not None and job.priority >= cross:
         return (0 if cheapest else 2, False)
     return None
+
+
+def _levels(cycle: Cycle) -> dict[str, int]:
+    """Each running job's service level now, computed once per cycle."""
+    levels = cycle.scratch.get("service-levels")
+    if levels is None:
+        now, opt = cycle.snapshot.now, cycle.opt
+        levels = cycle.scratch["service-levels"] = {v.id: level(v.attained_at(now), opt) for v in cycle.snapshot.running}
+        cycle.scratch["stopping"] = any(v.preempting for v in cycle.snapshot.running)
+    return levels
 
 
 def _cost(v: RunningView, tier: int, now: float) -> tuple:
