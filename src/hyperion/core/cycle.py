@@ -68,8 +68,14 @@ class _Hold:
 def order_key(snapshot: Snapshot, profile: Profile):
     """The key that orders jobs inside a queue (lower first): the ``sort_key`` plugins', then
     submission time and id. Between queues with equal ``queue_key`` it orders their heads."""
-    sorters = profile.serving("sort_key")
-    return lambda job: tuple(s.sort_key(job, snapshot) for s in sorters) + (job.submitted_at, job.id)
+    keys = [s.sort_key for s in profile.serving("sort_key")]
+    if len(keys) == 1:  # the common case, without a generator per job (full cycles key every job)
+        (first,) = keys
+        return lambda job: (first(job, snapshot), job.submitted_at, job.id)
+    if len(keys) == 2:
+        first, second = keys
+        return lambda job: (first(job, snapshot), second(job, snapshot), job.submitted_at, job.id)
+    return lambda job: (*(k(job, snapshot) for k in keys), job.submitted_at, job.id)
 
 
 def within_queue_order(snapshot: Snapshot, profile: Profile, jobs) -> list[JobView]:

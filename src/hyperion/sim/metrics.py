@@ -73,6 +73,7 @@ class Collector:
         self.hours: dict[int, list[list[float]]] = {}  # hour -> per pool [busy GPU-s, up GPU-s]
         self.submitted: dict[str, float] = {}
         self.jct: list[float] = []
+        self.pending: list[float] = []  # per finished job, time pending over all its attempts
         self.waits: list[float] = []
         self.team: dict[str, dict[str, float]] = {}
         self.preemptions = 0
@@ -130,8 +131,10 @@ class Collector:
         row["started"] += 1
         row["wait_sum"] += t - submitted
 
-    def finished(self, team: str, submitted: float, t: float) -> None:
+    def finished(self, team: str, submitted: float, t: float, pending_s: float = 0.0) -> None:
+        """``pending_s``: the job's time pending over all its attempts (requeues included)."""
         self.jct.append(t - submitted)
+        self.pending.append(pending_s)
         self.last_finish = max(self.last_finish, t)
         row = self._team(team)
         row["jobs"] += 1
@@ -215,6 +218,7 @@ class Collector:
             "queue_delay_mean_s": sum(waits) / len(waits) if waits else math.nan,
             "queue_delay_p50_s": percentile(waits, 0.5),
             "queue_delay_p99_s": percentile(waits, 0.99),
+            "pending_mean_s": sum(self.pending) / len(self.pending) if self.pending else math.nan,
             "makespan_s": self.last_finish - (self.first_submit or 0.0) if jct else math.nan,
             "utilisation": busy_s / up_s if up_s else math.nan,
             "jain_index": sum(self._jain) / len(self._jain) if self._jain else math.nan,

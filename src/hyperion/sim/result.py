@@ -22,6 +22,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("queue_delay_mean_s", "wait avg", "s", "queueing delay: first start - submission, mean over started jobs"),
     Metric("queue_delay_p50_s", "wait p50", "s", "median queueing delay"),
     Metric("queue_delay_p99_s", "wait p99", "s", "99th percentile of queueing delay"),
+    Metric("pending_mean_s", "pend avg", "s", "time pending over all attempts (first wait and every wait after "
+           "an eviction or interruption), mean over finished jobs"),
     Metric("makespan_s", "makespan", "s", "last finish - first submission"),
     Metric("utilisation", "util", "%", "GPU-seconds held by jobs / GPU-seconds of schedulable capacity, over the makespan"),
     Metric("jain_index", "Jain", "", "Jain's fairness index of each team's GPUs held / its entitled share, "

@@ -43,7 +43,8 @@ IDLE_INTERVAL = 60.0  # virtual seconds: a full cycle at least this often while 
 
 class SimJob:
     __slots__ = ("tj", "id", "queue", "per_replica", "replicas", "gpus", "work_left", "attempt", "attained",
-                 "view", "started_at", "run_start", "speed", "ranks", "first_start", "stopping", "estimate")
+                 "view", "started_at", "run_start", "speed", "ranks", "first_start", "stopping", "estimate",
+                 "enqueued_at", "pending_s")
 
     def __init__(self, tj: TraceJob, per_replica: Resources, replicas: int) -> None:
         self.tj = tj
@@ -61,6 +62,8 @@ class SimJob:
         self.speed = 1.0
         self.ranks: list[int] = []  # node positions of the current attempt's ranks
         self.first_start: float | None = None
+        self.enqueued_at = 0.0  # when it last became pending
+        self.pending_s = 0.0    # time pending before its earlier attempts
         self.stopping = False
         self.estimate: float | None = None
 
@@ -246,9 +249,10 @@ class World:
     def arrive(self, job: SimJob, now: float) -> None:
         self._progress -= 1
         self.metrics.submitted_job(job.tj.team, now)
-        self._enqueue(job)
+        self._enqueue(job, now)
 
-    def _enqueue(self, job: SimJob) -> None:
+    def _enqueue(self, job: SimJob, now: float) -> None:
+        job.enqueued_at = now
         job.view = self._job_view(job)
         self.pending[job.id] = job
         self.waiting[job.tj.team] = self.waiting.get(job.tj.team, 0) + job.gpus
@@ -272,6 +276,7 @@ class World:
         job.speed = self.workload.speedup(gpu_type)
         job.started_at, job.run_start = now, now + restart
         job.stopping = False
+        job.pending_s += now - job.enqueued_at
         if job.first_start is None:
             job.first_start = now
             self.metrics.started_first(team, job.tj.submit_s, now)
@@ -313,7 +318,7 @@ class World:
         self._release(job, now, job.gpus * restart, None)
         job.work_left = 0.0
         self.history.record(job.tj.team, job.tj.user, now - job.started_at)
-        self.metrics.finished(job.tj.team, job.tj.submit_s, now)
+        self.metrics.finished(job.tj.team, job.tj.submit_s, now, job.pending_s)
         self.remaining -= 1
 
     def evict(self, job_id: str, now: float) -> None:
@@ -334,7 +339,7 @@ class World:
         saved = math.floor(ran / interval) * interval
         job.work_left = max(0.0, job.work_left - saved * job.speed)
         self._release(job, now, job.gpus * (now - job.started_at - saved), cause)
-        self._enqueue(job)
+        self._enqueue(job, now)
 
     def node_down(self, i: int, now: float, up_at: float | None) -> None:
         if i in self.down:

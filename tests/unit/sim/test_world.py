@@ -113,6 +113,16 @@ def test_fifo_and_oracle_sjf_on_one_gpu(pol: Policy, jct_s: tuple, waits: tuple)
     assert r.metrics["jct_mean_s"] == pytest.approx(sum(jct_s) / 3)
     assert r.metrics["makespan_s"] == 160.0
     assert r.metrics["utilisation"] == 1.0
+    assert r.metrics["pending_mean_s"] == pytest.approx(sum(waits) / 3)  # no requeue: pending = first wait
+
+
+def test_pending_time_counts_the_wait_after_an_eviction_which_the_queueing_delay_does_not() -> None:
+    # A (0-?) crosses level 1 at 36 GPU-s; B (arrived at 20) evicts it then: A stops at 36 + grace,
+    # waits for B (10 s) and resumes. A's queueing delay is 0; its pending time is B's run.
+    r = simulate([job("A", 0.0, 1000.0), job("B", 20.0, 10.0)], cluster(pool(gpus=1)), LAS)
+    assert r.metrics["preemptions"] == 1
+    assert max(r.queue_delay_s) < r.metrics["pending_mean_s"] * 2
+    assert r.metrics["pending_mean_s"] > r.metrics["queue_delay_mean_s"]
 
 
 # ---- gang shapes, unplaceable jobs, termination ----------------------------------------------------
