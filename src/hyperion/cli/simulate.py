@@ -70,7 +70,7 @@ def simulate(trace_spec: str, cluster_file: str, policy_names: str, from_: str |
     \b
     Example:
       hyperion simulate --trace philly:$HYPERION_DATA/philly_pollux/philly.csv \\
-          --cluster examples/clusters/philly.yaml --policy fifo,las,drf,default --to 14d
+          --cluster examples/clusters/philly-512.yaml --policy fifo,las,drf,default --from 21d --to 28d
     """
     from hyperion.api.spec import HINT, SpecError
     from hyperion.sim.cluster import ClusterError, load_cluster

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -198,9 +197,7 @@ def assert_well_formed(trace):
 
 
 def test_real_philly(data):
-    began = time.perf_counter()
     trace = read_trace(f"philly:{data / 'philly_pollux/philly.csv'}")
-    assert time.perf_counter() - began < 2.0
     assert_well_formed(trace)
     assert len(trace.jobs) + sum(trace.skipped.values()) == 82_247
     gpus = Counter(job.gpus for job in trace.jobs)
