@@ -128,6 +128,12 @@ def simulate(trace_spec: str, cluster_file: str, policy_names: str, from_: str |
         return
     click.echo(f"{trace.name}: {len(trace.jobs):,} jobs on {cluster.name} ({cluster.gpus:,} GPUs), seed {seed}")
     click.echo(comparison_table(results))
+    for r in results:
+        never, stuck = int(r.metrics.get("jobs_unplaceable", 0)), int(r.metrics.get("jobs_unfinished", 0))
+        if never or stuck:
+            click.echo(f"note: {r.policy}: " + "; ".join(
+                text for n, text in ((never, f"{never:,} job(s) fit no node of this cluster (never replayed)"),
+                                     (stuck, f"{stuck:,} job(s) could never start (quota)")) if n))
     if written:
         click.echo(f"report: {out_dir / 'report.html'} (plots and results.json beside it)")
 
