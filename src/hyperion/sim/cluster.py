@@ -80,6 +80,9 @@ class PowerDoc(StrictModel):
     gpu_table: Text | None = None
     idle_fraction: float = Field(0.3, ge=0, le=1)
     pue: float = Field(1.0, ge=1, le=5)
+    # what the energy costs: an hourly price series (USD/MWh), or a flat price; neither: not reported
+    electricity_prices: Text | None = None
+    electricity_usd_per_mwh: float | None = Field(None, ge=0, allow_inf_nan=False)
 
 
 class CarbonDoc(StrictModel):
@@ -151,6 +154,7 @@ class ClusterModel:
     sample_interval_s: float = 600.0
     schedule_interval_s: float = 0.0
     source: str = ""
+    electricity: HourlySeries | None = None  # USD/MWh; None: energy cost not reported
 
     @property
     def gpus(self) -> int:
@@ -211,7 +215,7 @@ def load_cluster(path: str | Path, data: str | Path | None = None) -> ClusterMod
     if bad:
         raise ClusterError(f"{path}: workload.speed of {', '.join(bad)} must be a positive number")
     return ClusterModel(doc.name, tuple(pools), queues, power, carbon, workload, doc.sample_interval,
-                        doc.schedule_interval, str(path))
+                        doc.schedule_interval, str(path), _electricity(doc.power, find))
 
 
 def _pool(p: PoolDoc, find) -> Pool:
@@ -264,6 +268,17 @@ def _power(doc: PowerDoc, types: set[str], override: dict[str, float], find, pat
         hint = "give the pool `tdp_watts`" + ("" if doc.gpu_table else " or set power.gpu_table (mlco2 gpus.csv)")
         raise ClusterError(f"{path}: no power figure for GPU type(s) {', '.join(missing)}: {hint}")
     return PowerModel(tdp, idle_fraction=doc.idle_fraction, pue=doc.pue)
+
+
+def _electricity(doc: PowerDoc, find) -> HourlySeries | None:
+    if doc.electricity_prices:
+        try:
+            return read_series(find(doc.electricity_prices, "power.electricity_prices"))
+        except (SeriesError, ValueError) as e:
+            raise ClusterError(str(e)) from None
+    if doc.electricity_usd_per_mwh is not None:
+        return constant(doc.electricity_usd_per_mwh, "USD/MWh", "flat price")
+    return None
 
 
 def _carbon(doc: CarbonDoc, find, path: Path) -> HourlySeries:

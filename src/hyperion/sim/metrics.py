@@ -197,9 +197,11 @@ class Collector:
         for p in range(len(self.busy)):
             self._accrue(p, end)
         pools, power = self.cluster.pools, self.cluster.power
-        busy_s = up_s = cost = energy = carbon = 0.0
+        busy_s = up_s = cost = energy = carbon = power_cost = 0.0
+        price = self.cluster.electricity
         for h, row in self.hours.items():
             intensity = self.carbon.at(h * HOUR + HOUR / 2)
+            usd_per_kwh = price.at(h * HOUR + HOUR / 2) / 1000.0 if price is not None else 0.0
             for p, (b, u) in enumerate(row):
                 busy_s += b
                 up_s += u
@@ -208,6 +210,7 @@ class Collector:
                     kwh = power.energy_kwh(pools[p].gpu_type, b, max(0.0, u - b))
                     energy += kwh
                     carbon += kwh * intensity / 1000.0
+                    power_cost += kwh * usd_per_kwh
         jct, waits = sorted(self.jct), sorted(self.waits)
         n = self._fair_samples
         metrics = {
@@ -228,6 +231,7 @@ class Collector:
             "gpu_hours_lost": self.lost_gpu_s / HOUR,
             "cost_usd": cost,
             "energy_kwh": energy,
+            "energy_cost_usd": power_cost if price is not None else math.nan,
             "carbon_kg": carbon,
         }
         per_team = {}

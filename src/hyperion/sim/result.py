@@ -36,6 +36,8 @@ METRICS: tuple[Metric, ...] = (
            "eviction, plus restart time"),
     Metric("cost_usd", "cost", "USD", "capacity cost: node GPU-hours while up x price per GPU-hour"),
     Metric("energy_kwh", "energy", "kWh", "GPU energy: busy GPUs at TDP, idle GPUs at the idle fraction, times PUE"),
+    Metric("energy_cost_usd", "power $", "USD", "energy of each hour x the electricity price of that hour "
+           "(power.electricity_prices or a flat price; '-' when the cluster gives none)"),
     Metric("carbon_kg", "CO2", "kg", "energy of each hour x grid carbon intensity of that hour"),
 )
 

@@ -22,10 +22,10 @@ TDP = 400.0
 
 
 def cluster(gpus: int = 4, price: float = 0.0, idle: float = 0.3, pue: float = 1.0,
-            carbon: HourlySeries | None = None) -> ClusterModel:
+            carbon: HourlySeries | None = None, electricity: HourlySeries | None = None) -> ClusterModel:
     pools = (Pool("p", 1, "A100", gpus, 64_000, 2**39, price),)
     return ClusterModel("test", pools, {}, PowerModel({"A100": TDP}, idle_fraction=idle, pue=pue),
-                        carbon or constant(0.0, "gCO2/kWh"), WorkloadModel())
+                        carbon or constant(0.0, "gCO2/kWh"), WorkloadModel(), electricity=electricity)
 
 
 def collector(start_epoch: float = 0.0, weights: dict | None = None, **kw) -> Collector:
@@ -154,6 +154,16 @@ def test_carbon_is_energy_of_each_hour_times_that_hours_intensity(start: float, 
     team = c.result("test", end, 0.0, 0).per_team["t"]
     assert team["energy_kwh"] == pytest.approx(kwh(2 * (end - start)))
     assert team["carbon_kg"] == pytest.approx(carbon)  # the team's attempt, integrated the same way
+
+
+def test_energy_cost_is_each_hours_energy_times_that_hours_price() -> None:
+    prices = HourlySeries("two-hours", 0.0, (50.0, -20.0), "USD/MWh")  # a negative price happens (DE-LU)
+    c = collector(start_epoch=3000.0, gpus=2, idle=0.0, electricity=prices)
+    c.pool_changed(0, 0.0, busy=2)
+    c.pool_changed(0, 1200.0, busy=-2)  # 600 s in each hour
+    m = result(c, 1200.0)
+    assert m["energy_cost_usd"] == pytest.approx(kwh(2 * 600) * 50.0 / 1000 + kwh(2 * 600) * -20.0 / 1000)
+    assert math.isnan(result(collector(), 10.0)["energy_cost_usd"])  # no price given: not reported
 
 
 # ---- attempts and jobs --------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ def make_result(policy: str, seed: int = 0, jobs: int = 300, samples: int = 200)
         "jobs_finished": float(jobs), "jct_mean_s": 5400.0 + seed, "jct_p50_s": 1800.0, "jct_p99_s": 3.5 * 86400,
         "queue_delay_mean_s": 42.0, "queue_delay_p50_s": 0.0, "queue_delay_p99_s": 7200.0, "makespan_s": 9 * 86400,
         "utilisation": 0.734, "jain_index": 0.91234, "max_share_deviation": 0.052, "preemptions": 17.0, "interruptions": 3.0,
-        "pending_mean_s": 40.0,
+        "pending_mean_s": 40.0, "energy_cost_usd": 321.0,
         "gpu_hours_lost": 123.4, "cost_usd": 12345.6, "energy_kwh": 45678.9, "carbon_kg": NAN,
     }
     step = 9 * 86400 / max(samples, 1)
