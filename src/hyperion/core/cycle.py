@@ -119,7 +119,12 @@ class Cycle:
         for h in self.carried:  # a carried nomination keeps its preemptor's quota charged
             for queue, gpu_type, amount in h.quota:
                 self.ledger.take(queue, amount, gpu_type)
-        self.holds: list[_Hold] = [self._hold(h) for h in self.carried]
+        self.holds: list[_Hold] = []
+        nominations: list[tuple[Hold, _Hold]] = []
+        for h in self.carried:
+            self.holds.append(kept := self._hold(h))
+            if h.kind == "nomination":
+                nominations.append((h, kept))
         # nominations of preemptors offered again: their room and quota stay theirs until their
         # turn (else a job ordered before them could take what their victims freed)
         self._nominated: dict[str, tuple[Hold, _Hold]] = {}
@@ -127,11 +132,11 @@ class Cycle:
             if h.kind == "nomination" and h.job_id in pending:
                 for queue, gpu_type, amount in h.quota:
                     self.ledger.take(queue, amount, gpu_type)
-                kept = self._hold(h)
-                self.holds.append(kept)
+                self.holds.append(kept := self._hold(h))
                 self._nominated[h.job_id] = (h, kept)
-        if any(h.victims for h in snapshot.holds):
-            self._keep_what_victims_freed(snapshot)
+                nominations.append((h, kept))
+        if any(h.victims for h, _ in nominations):
+            self._keep_what_victims_freed(nominations)
 
     # ---- positions, holds ---------------------------------------------------------------------
     def position(self, node_id: str) -> int | None:
@@ -147,12 +152,11 @@ class Cycle:
                 at[i] = at.get(i, Resources()) + amount
         return _Hold(h.job_id, h.until, at, h.kind == "nomination")
 
-    def _keep_what_victims_freed(self, snapshot: Snapshot) -> None:
+    def _keep_what_victims_freed(self, nominations: list[tuple[Hold, _Hold]]) -> None:
         """A carried nomination also holds what its victims freed once they stopped; victims still
         stopping are its own (no other preemptor counts on them)."""
-        running = {v.id: v for v in snapshot.running}
-        for h, kept in [(h, k) for h, k in zip(self.carried, self.holds, strict=False) if h.kind == "nomination"] + \
-                list(self._nominated.values()):
+        running = {v.id: v for v in self.snapshot.running}
+        for h, kept in nominations:
             for vid, node_id, amount in h.victims:
                 v = running.get(vid)
                 if v is not None and any(n == node_id for n, _ in v.placements):
@@ -459,7 +463,7 @@ class Cycle:
                         for i, h in sorted(need.items()) if h.gpus > 0 or h.cpus_milli > 0 or h.memory > 0)
         quota = tuple((job.queue, self.snapshot.nodes[i].gpu_type, job.per_replica) for i in plan.at)
         if amounts or quota:
-            self.add_hold(Hold(job.id, None, amounts, "nomination", quota, tuple(freed)))
+            self.add_hold(Hold(job.id, None, amounts, "nomination", quota, tuple(sorted(freed, key=lambda f: f[:2]))))
 
     # ---- verdicts ------------------------------------------------------------------------------
     def _verdict(self, job: JobView, reasons: tuple[str, ...], quota_why: list[str], placed: int) -> Verdict:
