@@ -35,6 +35,8 @@ def job_view(job: Job, verdict: Verdict | None = None) -> dict:
         "queue": spec.queue,
         "submitted_at": job.submitted_at,
         "started_at": job.started_at,
+        "attempt_started_at": job.attempt_started_at,
+        "attained_gpu_hours": round(job.attained_gpu_s / 3600.0, 6),  # over earlier attempts
         "finished_at": job.finished_at,
         "reason": reason,
         "failures": job.failures,

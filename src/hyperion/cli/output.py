@@ -29,9 +29,9 @@ TERMINAL_PHASES = frozenset({"succeeded", "failed", "cancelled"})
 # Fields shown first, in this order, by ``job_detail``; any others follow alphabetically.
 JOB_DETAIL_ORDER = (
     "id", "name", "team", "user", "phase", "exit_code", "priority", "queue", "replicas", "gpus",
-    "attempt", "node", "nodes", "submitted_at", "started_at", "finished_at", "reason",
+    "attempt", "node", "nodes", "submitted_at", "started_at", "attempt_started_at", "finished_at", "reason",
 )
-_TIME_FIELDS = frozenset({"submitted_at", "started_at", "finished_at", "last_seen",
+_TIME_FIELDS = frozenset({"submitted_at", "started_at", "attempt_started_at", "finished_at", "last_seen",
                           "created_at", "registered_at", "updated_at"})
 
 

@@ -160,6 +160,20 @@ def test_running_and_finished_times():
     assert job.finished_at == 11.0
 
 
+def test_each_attempt_keeps_its_own_start_and_the_service_of_earlier_ones_accrues():
+    job = lifecycle.assign(a_job("g").gpus(2).gang(3).build(), GANG, estimate=600.0)
+    assert job.placed_estimate_s == 600.0
+    job = lifecycle.task_running(job, 1, 0, at=10.0)
+    job, stops = lifecycle.preempt(job, "for a test")
+    for p in GANG:  # every rank stops at 40: 3 ranks x 2 GPUs x 30 s
+        job, _ = lifecycle.task_exited(job, 1, p.rank, 143, at=40.0)
+    assert (job.phase, job.attained_gpu_s) == (Phase.PENDING, 180.0)
+    job = lifecycle.assign(job, GANG)
+    assert (job.attempt_started_at, job.placed_estimate_s) == (None, None)
+    job = lifecycle.task_running(job, 2, 0, at=100.0)
+    assert (job.started_at, job.attempt_started_at) == (10.0, 100.0)  # the first start stays the job's
+
+
 def test_failure_reasons_name_the_rank_and_the_retry():
     job = placed(gang3.max_retries(1))
     job, _ = lifecycle.task_exited(job, 1, 1, 3, at=1.0, why="OOM")
