@@ -25,10 +25,7 @@ def run(trace: Trace, cluster: ClusterModel, policy: Policy, seed: int = 0, prog
         if progress is not None and steps % 2000 == 0:
             progress(total - world.remaining, total, policy.name)
     wall = time.perf_counter() - t0
-    result = world.metrics.result(policy.name, world.events.now, wall, world.events.processed)
-    result.metrics["jobs_unfinished"] = float(world.remaining)
-    result.metrics["jobs_unplaceable"] = float(world.unplaceable)
-    result.metrics["cycles"] = float(world.rounds.cycles)
+    result = world.result(policy.name, wall)
     if progress is not None:
         progress(total - world.remaining, total, policy.name)
     return result

@@ -193,7 +193,9 @@ class Collector:
             self._dev[team] = self._dev.get(team, 0.0) + abs(held.get(team, 0) - share[team]) / up
 
     # ---- the result ---------------------------------------------------------------------------
-    def result(self, policy: str, end: float, wall_s: float, events: int) -> PolicyResult:
+    def result(self, policy: str, end: float, wall_s: float, events: int,
+               counts: Mapping[str, float] | None = None) -> PolicyResult:
+        """The metrics of a run that ended at ``end``; ``counts``: further metrics the driver kept."""
         for p in range(len(self.busy)):
             self._accrue(p, end)
         pools, power = self.cluster.pools, self.cluster.power
@@ -233,6 +235,7 @@ class Collector:
             "energy_kwh": energy,
             "energy_cost_usd": power_cost if price is not None else math.nan,
             "carbon_kg": carbon,
+            **(counts or {}),
         }
         per_team = {}
         for team, row in sorted(self.team.items()):

@@ -30,12 +30,13 @@ from dataclasses import replace
 from hyperion.core.estimates import RuntimeHistory
 from hyperion.core.framework import Profile
 from hyperion.core.rounds import Rounds
-from hyperion.model import JobView, NodeView, Plan, Resources, RunningView, Snapshot
+from hyperion.model import JobView, NodeView, Resources, RunningView, Snapshot
 from hyperion.model.nodeindex import NodeIndex
 from hyperion.model.queue import demand
 from hyperion.sim.cluster import ClusterModel
 from hyperion.sim.engine import Events
 from hyperion.sim.metrics import Collector
+from hyperion.sim.result import PolicyResult
 from hyperion.sim.traces.base import Trace, TraceJob
 
 IDLE_INTERVAL = 60.0  # virtual seconds: a full cycle at least this often while jobs wait
@@ -121,7 +122,6 @@ class World:
         self.remaining = 0
         self.unplaceable = 0
         self.cycles_placed = 0
-        self.last_plan: Plan | None = None
         self._progress = 0  # arrive/finish/stopped events in the heap
         self._cycle_at: float | None = None
         self._wake_at: float | None = None  # the latest plan's ``wake_at``, when still ahead
@@ -372,7 +372,6 @@ class World:
         plan = rounds.plan(self.snapshot(now), (self.running_version,), now, full)
         if plan is None:
             return
-        self.last_plan = plan
         self._wake_at = plan.wake_at if plan.wake_at is not None and plan.wake_at > now else None
         if self._wake_at is not None:  # the plan may change then with nothing else happening
             self.events.push(self._wake_at, "wake", self._wake_at)
@@ -382,6 +381,13 @@ class World:
             self.evict(e.job_id, now)
         self.cycles_placed += bool(plan.assignments)
         rounds.settled(self.nodes()[0], (self.running_version,))
+
+    def result(self, policy: str, wall_s: float) -> PolicyResult:
+        """What the run measured, with the world's own counts (jobs never placed or never started,
+        scheduling cycles)."""
+        return self.metrics.result(policy, self.events.now, wall_s, self.events.processed, {
+            "jobs_unfinished": float(self.remaining), "jobs_unplaceable": float(self.unplaceable),
+            "cycles": float(self.rounds.cycles)})
 
     def _done(self) -> bool:
         if self.remaining <= 0:
