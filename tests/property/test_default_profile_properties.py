@@ -345,10 +345,13 @@ def test_evictions_follow_the_class_and_reclaim_rules(world: World, profile: Pro
     for e in plan.evictions:
         assert e.job_id in running, f"evicted {e.job_id} is not running"
         v = running[e.job_id]
-        assert not v.preempting, f"{v.id} was already being stopped"
-        assert e.preemptor in jobs and e.preemptor not in assigned, e
+        assert not v.preempting or e.handover, f"{v.id} was already being stopped"
         p = jobs[e.preemptor]
-        assert p.id in plan.verdicts and "preemption: waiting" in plan.verdicts[p.id].reasons[-1]
+        if e.handover:  # the fast path: placed on its victims' resources in this very plan
+            assert p.id in assigned and p.priority >= Priority.ULTRA_LOW_LATENCY, e
+        else:
+            assert e.preemptor not in assigned, e
+            assert p.id in plan.verdicts and "preemption: waiting" in plan.verdicts[p.id].reasons[-1]
         cohort = snapshot.queues[p.queue].cohort if p.queue in snapshot.queues else None
         same_cohort = cohort is not None and v.queue in snapshot.queues and snapshot.queues[v.queue].cohort == cohort
         rule = profile.option("reclaim_priority")
@@ -421,7 +424,7 @@ def test_preemptors_fit_once_the_plan_is_applied_and_victims_stopped(world: Worl
     snapshot = world.snapshot()
     plan = schedule(snapshot, profile)
     nodes, jobs = after(snapshot, plan), jobs_of(snapshot)
-    for pid in dict.fromkeys(e.preemptor for e in plan.evictions):
+    for pid in dict.fromkeys(e.preemptor for e in plan.evictions if not e.handover):  # others are placed
         again = schedule(Snapshot(NOW, 0, nodes, (jobs[pid],)), FIRST_FIT)
         assert [a.job_id for a in again.assignments] == [pid], (pid, plan.assignments, plan.evictions)
 
@@ -437,6 +440,11 @@ def test_nominations_fit_together_beside_the_assignments(world: World, profile: 
     plan = schedule(snapshot, profile)
     preemptors = {e.preemptor for e in plan.evictions}
     free, jobs = {n.id: n.free for n in snapshot.nodes}, jobs_of(snapshot)
+    handed = {e.job_id for e in plan.evictions if e.handover}
+    for v in snapshot.running:  # what the fast path's victims held went to their preemptors
+        if v.id in handed:
+            for node_id, _ in v.placements:
+                free[node_id] = free[node_id] + v.per_replica
     for a in plan.assignments:
         for p in a.placements:
             free[p.node_id] = free[p.node_id] - jobs[a.job_id].per_replica
@@ -502,12 +510,19 @@ def test_jobs_that_would_delay_a_reservation_never_take_held_resources(world: Wo
     plan = schedule(snapshot, profile)
     by_id, jobs = {n.id: n for n in snapshot.nodes}, jobs_of(snapshot)
     rank = {job_id: k for k, job_id in enumerate(plan.order)}
+    running = {v.id: v for v in snapshot.running}
+    handed: dict[tuple[str, str], Resources] = defaultdict(Resources)  # (preemptor, node): what its victims freed
+    for e in plan.evictions:
+        if e.handover:
+            for node_id, _ in running[e.job_id].placements:
+                handed[e.preemptor, node_id] = handed[e.preemptor, node_id] + running[e.job_id].per_replica
     for hold in plan.holds:
         start = rank.get(hold.job_id, -1)  # carried holds apply to every job of the cycle
         for node_id, amount in hold.amounts:
             free, checked = by_id[node_id].free, None
             for a in plan.assignments:
                 job = jobs[a.job_id]
+                free = free + handed.get((a.job_id, node_id), Resources())
                 for p in a.placements:
                     if p.node_id != node_id:
                         continue

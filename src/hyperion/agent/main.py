@@ -4,11 +4,19 @@
               [--gpus N] [--gpu-type T] [--cpus N] [--memory 64Gi] [--label k=v ...]
               [--heartbeat-interval 1.0] [--metrics-interval 5.0] [--log-ship-interval 0.2]
               [--shutdown-grace 2.0] [--log-level info]
+              [--standby-workers 2] [--standby-preload MOD ...] [--cgroup-root DIR]
+              [--telemetry-file PATH] [--max-gpu-temperature 90] [--resume-gpu-temperature 80]
+              [--cool-readings 3] [--drain-on-temperature] [--no-drain-on-errors]
 
 ``Agent`` owns the parts: ``TaskSupervisor`` (tasks.py) runs tasks, ``LogShipper``
 (logship.py) sends their logs, ``Session`` (session.py) keeps the stream to the control plane,
-``HostTelemetry`` (telemetry.py) reads the machine. It answers the control plane's commands
-and sends heartbeats and metrics on timers. SIGTERM or SIGINT stops every task (SIGTERM, then
+``HostTelemetry`` (telemetry.py) reads the machine (or ``FileTelemetry`` over it, for injected
+readings), ``StandbyPool`` and the freezer (standby.py) make the fast path for urgent tasks. It
+answers the control plane's commands and sends heartbeats and metrics on timers; each reading is
+judged by ``core.health.assess`` and a change of verdict is reported as a ``NodeCondition``
+(an unhealthy node is cordoned). Jobs report their checkpoints (``hyperion.checkpoint``) as
+datagrams on the agent's unix socket (``HYPERION_AGENT_SOCKET``); the agent checks that they
+come for a task it runs and relays them. SIGTERM or SIGINT stops every task (SIGTERM, then
 SIGKILL after ``--shutdown-grace``), reports the exits if connected, and exits 0.
 
 Exit status: 0 after a signal, 2 for bad arguments, 1 if the agent cannot run at all (its data
@@ -19,14 +27,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import fcntl
+import json
 import logging
 import os
 import re
 import resource
 import signal
+import socket
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,9 +47,11 @@ from hyperion.agent.inventory import Inventory, discover, parse_labels, parse_me
 from hyperion.agent.logship import LogShipper
 from hyperion.agent.records import TaskJournal, TaskKey, TaskRecord
 from hyperion.agent.session import Outbox, Session
+from hyperion.agent.standby import StandbyPool, freezer
 from hyperion.agent.tasks import TaskSupervisor, report_message
-from hyperion.agent.telemetry import HostTelemetry, TelemetrySource, metrics_message
+from hyperion.agent.telemetry import FileTelemetry, HostTelemetry, TelemetrySource, metrics_message
 from hyperion.api._generated.hyperion.v1 import agent_pb2
+from hyperion.core.health import HealthPolicy, NodeHealth, assess, changed
 
 log = logging.getLogger("hyperiond")
 
@@ -56,6 +70,11 @@ class Agent:
         self.data_dir: Path = args.data_dir
         self.telemetry = telemetry or HostTelemetry(str(self.data_dir),
                                                     with_gpus=not inventory.gpus_logical)
+        if getattr(args, "telemetry_file", None):
+            self.telemetry = FileTelemetry(self.data_dir / args.telemetry_file, self.telemetry)
+        self.policy: HealthPolicy = args.health_policy
+        self.health = NodeHealth()
+        self.standby = StandbyPool(args.standby_workers, tuple(args.standby_preload)) if args.standby_workers else None
         self.outbox = Outbox()
         self.logs = LogShipper(self.outbox)
         self.session = Session(args.control_plane, args.token_file, self.outbox, self,
@@ -67,9 +86,13 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         journal = TaskJournal(self.data_dir / "tasks.jsonl")
+        sock_path = await self._listen_for_checkpoints(loop)
         self.tasks = TaskSupervisor(self.data_dir, self.inventory.node_id, journal, self._report,
-                                    base_env=self.task_env)
+                                    base_env=self.task_env, standby=self.standby,
+                                    freezer=freezer(self.args.cgroup_root), agent_socket=sock_path)
         self.tasks.recover()
+        if self.standby is not None:
+            self.standby.fill()
         for record in journal.records.values():
             self.logs.track(record.key, self.tasks.log_path(record.key), final=True)
         inv = self.inventory
@@ -82,6 +105,8 @@ class Agent:
         await stop.wait()
         log.info("signal received: stopping %d tasks", len(self.tasks.running()))
         await self.tasks.stop_all(self.args.shutdown_grace, "agent shutting down")
+        if self.standby is not None:
+            self.standby.close()
         self.logs.tick()
         await self.session.drain(timeout_s=2.0)
         for task in loops:
@@ -94,12 +119,19 @@ class Agent:
     def hello(self) -> agent_pb2.Hello:
         reports = [report_message(r, self.logs.size(r.key))
                    for r in self.tasks.journal.records.values()]
-        return self.inventory.hello(reports)
+        hello = self.inventory.hello(reports)
+        hello.condition.CopyFrom(self._condition())
+        return hello
 
     def on_message(self, msg: agent_pb2.ControlMessage) -> None:
         kind = msg.WhichOneof("kind")
         if kind == "start":
+            first = msg.start.preempt_first
+            for stop in first:  # the fast path: freeze the victims, start at once, then stop them
+                self.tasks.freeze(_key(stop.task))
             self.tasks.start(msg.start)
+            if first:
+                asyncio.get_running_loop().call_soon(self._stop_all, list(first))
         elif kind == "stop":
             self.tasks.stop(_key(msg.stop.task), msg.stop.grace_s, msg.stop.reason)
         elif kind == "ack":
@@ -113,6 +145,54 @@ class Agent:
                     self.tasks.stop(key, DESIRED_STOP_GRACE_S, "not desired by the control plane")
             self.logs.reset({_key(o.task): o.offset for o in msg.welcome.log_offsets})
             self.logs.tick()
+
+    def _stop_all(self, stops: list[agent_pb2.StopTask]) -> None:
+        for stop in stops:
+            self.tasks.stop(_key(stop.task), stop.grace_s, stop.reason)
+
+    # ---- checkpoints reported by jobs -------------------------------------------------------
+    async def _listen_for_checkpoints(self, loop: asyncio.AbstractEventLoop) -> str:
+        path = self.data_dir / "agent.sock"
+        if len(str(path)) > 100:  # sun_path holds 108 bytes
+            path = Path(tempfile.mkdtemp(prefix="hyperiond-")) / "agent.sock"
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(str(path))
+        os.chmod(path, 0o600)
+        sock.setblocking(False)
+        loop.add_reader(sock.fileno(), self._on_datagrams, sock)
+        return str(path)
+
+    def _on_datagrams(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                data = sock.recv(65536)
+            except BlockingIOError:
+                return
+            msg = checkpoint_report(data, self.tasks.checkpoint_dir)
+            if msg is None:
+                log.warning("ignored a checkpoint report: %.200r", data)
+            elif self.outbox.ready:
+                self.outbox.put(agent_pb2.AgentMessage(checkpoint=msg))
+
+    # ---- health -----------------------------------------------------------------------------
+    def _condition(self) -> agent_pb2.NodeCondition:
+        h = self.health
+        return agent_pb2.NodeCondition(healthy=h.healthy, reason=h.reason, drain=h.drain, at=time.time())
+
+    def _judge(self, reading) -> None:
+        new = assess(self.health, reading.gpus, self.policy)
+        if new is self.health:
+            return
+        was, self.health = self.health, new
+        if changed(was, new):
+            if new.healthy:
+                log.warning("node healthy again: uncordoning")
+            else:
+                log.warning("node unhealthy (%s): cordoning%s", new.reason, " and draining" if new.drain else "")
+            if self.outbox.ready:
+                self.outbox.put(agent_pb2.AgentMessage(condition=self._condition()))
 
     # ---- task events ------------------------------------------------------------------------
     def _report(self, record: TaskRecord) -> None:
@@ -145,6 +225,7 @@ class Agent:
             except Exception as exc:  # noqa: BLE001 - telemetry must never stop the agent
                 log.warning("telemetry failed: %s", exc)
                 continue
+            self._judge(reading)
             if self.outbox.ready:
                 self.outbox.put(agent_pb2.AgentMessage(
                     metrics=metrics_message(self.inventory.node_id, reading, time.time())))
@@ -209,6 +290,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="on SIGTERM, how long tasks get between SIGTERM and SIGKILL")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"])
+    fast = p.add_argument_group("fast path for urgent tasks")
+    fast.add_argument("--standby-workers", type=_count, default=2, metavar="N",
+                      help="warm Python workers kept ready to start urgent tasks (0: none)")
+    fast.add_argument("--standby-preload", action="extend", nargs="+", default=[], metavar="MODULE",
+                      help="modules the standby workers import ahead of time (e.g. torch)")
+    fast.add_argument("--cgroup-root", type=Path, metavar="DIR",
+                      help="a cgroup v2 directory the agent may write, for the cgroup freezer "
+                           "(default: its own cgroup if writable; else tasks are frozen with SIGSTOP)")
+    health = p.add_argument_group("health")
+    health.add_argument("--telemetry-file", type=Path, metavar="PATH",
+                        help="JSON readings that override the host's (fault drills, tests); "
+                             "relative to --data-dir")
+    health.add_argument("--max-gpu-temperature", type=_positive(float), default=90.0, metavar="C",
+                        help="a GPU this hot cordons the node")
+    health.add_argument("--resume-gpu-temperature", type=_positive(float), default=80.0, metavar="C",
+                        help="every GPU at or below this for --cool-readings readings uncordons it")
+    health.add_argument("--cool-readings", type=_positive(int), default=3, metavar="N")
+    health.add_argument("--drain-on-temperature", action="store_true",
+                        help="also stop (with checkpoint) and requeue the jobs of a node too hot")
+    health.add_argument("--no-drain-on-errors", dest="drain_on_errors", action="store_false",
+                        help="on GPU ECC/XID errors, cordon only (default: also drain)")
     return p
 
 
@@ -228,7 +330,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     except OSError as exc:
         parser.error(f"--data-dir {args.data_dir}: {exc.strerror or exc}")
     args.data_dir = args.data_dir.resolve()
+    try:
+        args.health_policy = HealthPolicy(args.max_gpu_temperature, args.resume_gpu_temperature,
+                                          args.cool_readings, args.drain_on_temperature, args.drain_on_errors)
+    except ValueError as exc:
+        parser.error(str(exc))
     return args
+
+
+def checkpoint_report(data: bytes, checkpoint_dir) -> agent_pb2.Checkpoint | None:
+    """A job's checkpoint datagram as a wire message; None unless it names a task this agent runs
+    and a file inside that task's checkpoint directory."""
+    try:
+        d = json.loads(data)
+        key = (str(d["job_id"]), int(d["attempt"]), int(d["rank"]))
+        at, path, step = float(d["at"]), str(d["path"]), int(d.get("step") or 0)
+    except (ValueError, TypeError, KeyError):
+        return None
+    root = checkpoint_dir(key)
+    if not root or not os.path.realpath(path).startswith(os.path.realpath(root) + os.sep):
+        return None
+    return agent_pb2.Checkpoint(task=agent_pb2.TaskRef(job_id=key[0], attempt=key[1], rank=key[2]),
+                                at=at, path=path, step=step)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,6 +10,10 @@ Glossary:
                 its log is final.
     finished    exited or failed to start; the record stays (and is reported in every Hello)
                 until the control plane acks it
+    urgent      a task the control plane marks urgent starts from a warm standby worker when
+                one is ready (``standby.py``): no fork or interpreter start on its path
+    frozen      stopped in place by the freezer to hand its GPUs to an urgent task; a stop
+                thaws it (SIGTERM, then SIGCONT) so that it can checkpoint in its grace period
 
 Every state change is written to the ``TaskJournal`` before it is reported. Reports go out
 through the ``on_report`` callback as ``TaskRecord``s; ``report_message`` makes the wire form.
@@ -36,6 +40,7 @@ from hyperion.agent.records import (
     boot_ticks,
     is_recorded_process,
 )
+from hyperion.agent.standby import SignalFreezer, StandbyPool, python_entry, task_argv
 from hyperion.api._generated.hyperion.v1 import agent_pb2
 
 log = logging.getLogger("hyperiond.tasks")
@@ -52,15 +57,23 @@ class _Live:
     pidfd: int = -1
     kill_timer: asyncio.TimerHandle | None = None
     stop_reason: str = ""
+    checkpoint_dir: str = ""
+    frozen: bool = False
+    status_fd: int = -1  # a standby worker's status pipe, until it reads EOF (started) or an error
 
 
 class TaskSupervisor:
     """Runs the node's tasks; construct it inside the running event loop."""
 
     def __init__(self, data_dir: Path, node_id: str, journal: TaskJournal,
-                 on_report: Callable[[TaskRecord], None], base_env: dict[str, str] | None = None):
+                 on_report: Callable[[TaskRecord], None], base_env: dict[str, str] | None = None,
+                 standby: StandbyPool | None = None, freezer: SignalFreezer | None = None,
+                 agent_socket: str = ""):
         self.data_dir, self.node_id, self.journal, self.on_report = data_dir, node_id, journal, on_report
         self.base_env = dict(os.environ if base_env is None else base_env)
+        self.standby = standby
+        self.freezer = freezer or SignalFreezer()
+        self.agent_socket = agent_socket
         self._tasks_dir = os.path.join(data_dir, "tasks")
         self._live: dict[TaskKey, _Live] = {}
         self._idle = asyncio.Event()
@@ -99,7 +112,6 @@ class TaskSupervisor:
             os.makedirs(os.path.dirname(log_path), exist_ok=True)
         except OSError as exc:
             return self._fail(record, f"cannot create the log directory: {exc}")
-        argv = ["/bin/sh", "-c", msg.command[0]] if len(msg.command) == 1 else list(msg.command)
         if msg.working_dir:
             cwd = msg.working_dir
             if not os.path.isdir(cwd):
@@ -110,27 +122,30 @@ class TaskSupervisor:
                 os.makedirs(cwd, exist_ok=True)
             except OSError as exc:
                 return self._fail(record, f"cannot create the working directory: {exc}")
-        start_ticks = boot_ticks()
-        try:
-            log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            return self._fail(record, f"cannot open the log file: {exc}")
-        try:
-            proc = subprocess.Popen(
-                argv, cwd=cwd, env=self._env(msg), stdin=self._devnull, stdout=log_fd,
-                stderr=log_fd, start_new_session=True, close_fds=True,
-            )
-        except (OSError, ValueError, subprocess.SubprocessError) as exc:
-            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            return self._fail(record, f"cannot run {argv[0]!r}: {detail}")
-        finally:
-            os.close(log_fd)
+        worker = self.standby.take() if msg.urgent and self.standby is not None else None
+        if worker is not None:
+            argv, env = task_argv(list(msg.command)), self._env(msg)
+            try:
+                worker.hand({"argv": argv, "env": env, "cwd": cwd, "log": log_path,
+                             "python": python_entry(argv, env, self.standby.python)})
+            except OSError as exc:
+                return self._fail(record, f"cannot hand the task to a standby worker: {exc}")
+            proc, start_ticks = worker.proc, worker.start_ticks
+            self._loop.call_later(0.05, self.standby.fill)  # a replacement, off the critical path
+        else:
+            proc, start_ticks = self._spawn(record, msg, cwd, log_path)
+            if proc is None:
+                return None
+            self.freezer.adopt(proc.pid)
         record.pid = record.pgid = proc.pid
         record.start_ticks = start_ticks
         record.at = time.time()
         self.journal.put(record, "running")
-        live = self._live[key] = _Live(proc)
+        live = self._live[key] = _Live(proc, checkpoint_dir=msg.checkpoint_dir)
         self._idle.clear()
+        if worker is not None:
+            live.status_fd = worker.status_fd
+            self._loop.add_reader(worker.status_fd, self._on_status, key)
         if self._use_pidfd:
             try:
                 live.pidfd = os.pidfd_open(proc.pid)
@@ -139,8 +154,44 @@ class TaskSupervisor:
                 log.warning("pidfd_open failed (%s): reaping on SIGCHLD", exc)
                 self._use_pidfd = False
                 self._reap_on_sigchld()
-        log.debug("started %s pid %d", key, proc.pid)
+        log.debug("started %s pid %d%s", key, proc.pid, " (standby worker)" if worker else "")
         self.on_report(record)
+
+    def _spawn(self, record: TaskRecord, msg: agent_pb2.StartTask, cwd: str,
+               log_path: str) -> tuple[subprocess.Popen | None, int]:
+        argv = ["/bin/sh", "-c", msg.command[0]] if len(msg.command) == 1 else list(msg.command)
+        start_ticks = boot_ticks()
+        try:
+            log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            self._fail(record, f"cannot open the log file: {exc}")
+            return None, 0
+        try:
+            proc = subprocess.Popen(
+                argv, cwd=cwd, env=self._env(msg), stdin=self._devnull, stdout=log_fd,
+                stderr=log_fd, start_new_session=True, close_fds=True,
+            )
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self._fail(record, f"cannot run {argv[0]!r}: {detail}")
+            return None, 0
+        finally:
+            os.close(log_fd)
+        return proc, start_ticks
+
+    def freeze(self, key: TaskKey) -> bool:
+        """Stop the task's processes in place (to hand its GPUs to an urgent task); a later
+        ``stop`` thaws it so that it can checkpoint."""
+        live = self._live.get(key)
+        if live is None or live.frozen:
+            return False
+        live.frozen = self.freezer.freeze(live.proc.pid)
+        return live.frozen
+
+    def checkpoint_dir(self, key: TaskKey) -> str | None:
+        """The checkpoint directory of a running task, None if it is not running."""
+        live = self._live.get(key)
+        return live.checkpoint_dir if live is not None else None
 
     def stop(self, key: TaskKey, grace_s: float, reason: str = "") -> None:
         """SIGTERM to the task's group; SIGKILL to the group if it is alive after ``grace_s``."""
@@ -150,12 +201,14 @@ class TaskSupervisor:
             if known is not None:
                 self.on_report(known)  # already finished: repeat the final report
             return
-        if live.kill_timer is not None:
-            return  # already stopping
-        live.stop_reason = reason or "stopped"
-        log.info("stopping %s (%s), grace %.1fs", key, live.stop_reason, grace_s)
-        self._signal_group(live.proc.pid, signal.SIGTERM if grace_s > 0 else signal.SIGKILL)
-        live.kill_timer = self._loop.call_later(max(grace_s, 0.0), self._force_kill, key)
+        if live.kill_timer is None:
+            live.stop_reason = reason or "stopped"
+            log.info("stopping %s (%s), grace %.1fs", key, live.stop_reason, grace_s)
+            self._signal_group(live.proc.pid, signal.SIGTERM if grace_s > 0 else signal.SIGKILL)
+            live.kill_timer = self._loop.call_later(max(grace_s, 0.0), self._force_kill, key)
+        if live.frozen:  # SIGTERM is delivered as it continues: it checkpoints, then exits
+            live.frozen = False
+            self.freezer.thaw(live.proc.pid)
 
     def ack(self, key: TaskKey) -> bool:
         return self.journal.forget(key) is not None
@@ -204,6 +257,9 @@ class TaskSupervisor:
         if live.pidfd >= 0:
             self._loop.remove_reader(live.pidfd)
             os.close(live.pidfd)
+        if live.status_fd >= 0:
+            self._on_status(key)
+        self.freezer.forget(live.proc.pid)
         if live.kill_timer is not None:
             live.kill_timer.cancel()
         del self._live[key]
@@ -216,6 +272,28 @@ class TaskSupervisor:
         self.journal.put(record, "exited")
         log.debug("%s exited with %d", key, record.exit_code)
         self.on_report(record)
+
+    def _on_status(self, key: TaskKey) -> None:
+        """A standby worker's status pipe: EOF once the task runs; else why it could not run."""
+        live = self._live.get(key)
+        if live is None or live.status_fd < 0:
+            return
+        try:
+            why = os.read(live.status_fd, 4096).decode(errors="replace")
+        except BlockingIOError:
+            return
+        except OSError:
+            why = ""
+        self._loop.remove_reader(live.status_fd)
+        os.close(live.status_fd)
+        live.status_fd = -1
+        if why:
+            live.stop_reason = why
+            try:
+                with open(self.log_path(key), "a") as out:
+                    out.write(f"hyperiond: {why}\n")
+            except OSError:
+                pass
 
     def _reap_on_sigchld(self) -> None:
         if not self._sigchld:
@@ -259,6 +337,10 @@ class TaskSupervisor:
         env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # CUDA numbering = NVML numbering
         if msg.checkpoint_dir:
             env["HYPERION_CHECKPOINT_DIR"] = msg.checkpoint_dir
+        if msg.resume_from:
+            env["HYPERION_RESUME_FROM"] = msg.resume_from
+        if self.agent_socket:
+            env["HYPERION_AGENT_SOCKET"] = self.agent_socket
         return env
 
     @staticmethod

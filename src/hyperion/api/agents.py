@@ -25,7 +25,7 @@ from hyperion.api._generated.hyperion.v1 import agent_pb2_grpc
 from hyperion.api.service import ControlService
 from hyperion.api.wire import metrics_from_pb
 from hyperion.core import lifecycle
-from hyperion.model import Gpu, Job, Node, NodeState, Placement, Resources
+from hyperion.model import Gpu, Job, Node, NodeState, Placement, Priority, Resources
 
 log = logging.getLogger("hyperion.agents")
 R = apb.TaskReport
@@ -44,8 +44,13 @@ class Session:
 
 
 class AgentHub(agent_pb2_grpc.AgentControlServicer):
-    def __init__(self, service: ControlService, agent_token: str, heartbeat_interval: float = 1.0) -> None:
+    """``checkpoint_root``: where jobs that name no ``checkpoint_dir`` checkpoint (one directory
+    per job under it); it must be shared by the nodes for a job to resume on another node."""
+
+    def __init__(self, service: ControlService, agent_token: str, heartbeat_interval: float = 1.0,
+                 checkpoint_root: str | None = None) -> None:
         self.service = service
+        self.checkpoint_root = checkpoint_root
         self.state = service.state
         self._token_digest = auth.digest(agent_token)
         self.heartbeat_interval = heartbeat_interval
@@ -54,11 +59,30 @@ class AgentHub(agent_pb2_grpc.AgentControlServicer):
         service.dispatcher = self
 
     # ---- commands (Dispatcher) -----------------------------------------------------------
-    def start(self, job: Job) -> None:
+    def start(self, job: Job, handed: Iterable[tuple[Job, list[Placement]]] = ()) -> None:
+        """Start the job's ranks. ``handed``: the jobs (and their ranks) whose resources the job
+        takes on the fast path. Each node's first rank carries that node's victims, so its agent
+        freezes them, starts the rank, then stops them; ranks of victims on other nodes are
+        stopped the ordinary way."""
+        first: dict[str, list[apb.StopTask]] = {}
+        for victim, placements in handed:
+            for p in placements:
+                first.setdefault(p.node_id, []).append(self._stop_msg(victim, p, victim.reason))
         for p in job.placements:
             session = self.sessions.get(p.node_id)
+            msg = self._start_msg(job, p)
+            msg.preempt_first.extend(first.pop(p.node_id, ()))
             if session is not None:
-                session.send(apb.ControlMessage(start=self._start_msg(job, p)))
+                session.send(apb.ControlMessage(start=msg))
+        for node_id, stops in first.items():
+            session = self.sessions.get(node_id)
+            for stop in stops if session is not None else ():
+                session.send(apb.ControlMessage(stop=stop))
+
+    def checkpoint_dir(self, job: Job) -> str:
+        if job.spec.checkpoint_dir:
+            return job.spec.checkpoint_dir
+        return f"{self.checkpoint_root}/{job.id}" if self.checkpoint_root else ""
 
     def _start_msg(self, job: Job, p: Placement) -> apb.StartTask:
         spec = job.spec
@@ -66,15 +90,18 @@ class AgentHub(agent_pb2_grpc.AgentControlServicer):
             task=apb.TaskRef(job_id=job.id, attempt=job.attempt, rank=p.rank),
             command=list(spec.command), env=dict(spec.env), working_dir=spec.working_dir or "",
             gpu_indices=list(p.gpu_indices), world_size=len(job.placements),  # min_available <= placed <= replicas
-            checkpoint_dir=spec.checkpoint_dir or "", name=spec.name)
+            checkpoint_dir=self.checkpoint_dir(job), name=spec.name, resume_from=job.checkpoint_path or "",
+            urgent=spec.priority >= Priority.LATENCY_CRITICAL)
+
+    def _stop_msg(self, job: Job, p: Placement, reason: str) -> apb.StopTask:
+        return apb.StopTask(task=apb.TaskRef(job_id=job.id, attempt=job.attempt, rank=p.rank),
+                            grace_s=job.spec.grace_period_s, reason=reason)
 
     def stop(self, job: Job, placements: Iterable[Placement], reason: str) -> None:
         for p in placements:
             session = self.sessions.get(p.node_id)
             if session is not None:
-                session.send(apb.ControlMessage(stop=apb.StopTask(
-                    task=apb.TaskRef(job_id=job.id, attempt=job.attempt, rank=p.rank),
-                    grace_s=job.spec.grace_period_s, reason=reason)))
+                session.send(apb.ControlMessage(stop=self._stop_msg(job, p, reason)))
 
     # ---- the stream ----------------------------------------------------------------------
     async def Connect(self, requests: AsyncIterator[apb.AgentMessage], context: grpc.aio.ServicerContext):
@@ -110,6 +137,10 @@ class AgentHub(agent_pb2_grpc.AgentControlServicer):
                     self.service.logs.write(c.task.job_id, c.task.attempt, c.task.rank, c.offset, c.data)
                 elif kind == "metrics":
                     self.service.record_metrics(metrics_from_pb(msg.metrics, session.node_id))
+                elif kind == "checkpoint":
+                    self._checkpointed(msg.checkpoint)
+                elif kind == "condition":
+                    self._condition(session.node_id, msg.condition)
                 elif kind == "heartbeat":
                     session.send(apb.ControlMessage(heartbeat=apb.Heartbeat(at=self.service.clock.now())))
         except (asyncio.CancelledError, grpc.aio.AioRpcError):
@@ -135,7 +166,8 @@ class AgentHub(agent_pb2_grpc.AgentControlServicer):
             gpu_type=hello.gpu_type, capacity=Resources(len(hello.gpus), hello.cpus_milli, hello.memory_mb * 2**20),
             labels=tuple(sorted(hello.labels.items())), state=NodeState.READY,
             cordoned=old.cordoned if old else False, gpus_logical=hello.gpus_logical,
-            registered_at=old.registered_at if old else now, last_seen=now, version=hello.version)
+            registered_at=old.registered_at if old else now, last_seen=now, version=hello.version,
+            condition="" if not hello.HasField("condition") or hello.condition.healthy else hello.condition.reason or "unhealthy")
         self.state.put_node(node)
         log.info("agent %s connected: %d GPU(s) %s", node.id, len(node.gpus), node.gpu_type)
 
@@ -197,6 +229,44 @@ class AgentHub(agent_pb2_grpc.AgentControlServicer):
         if freed:
             self.service.wake()
         return acks
+
+    # ---- checkpoints and health ----------------------------------------------------------
+    def _checkpointed(self, c: apb.Checkpoint) -> None:
+        job = self.state.jobs.get(c.task.job_id)
+        if job is None:
+            return
+        new = lifecycle.checkpointed(job, c.task.attempt, c.at, c.path)
+        if new is not job:
+            self.state.update_jobs([new])
+
+    def _condition(self, node_id: str, c: apb.NodeCondition) -> None:
+        """The agent's health verdict: an unhealthy node is cordoned (and drained if it says so)."""
+        node = self.state.nodes.get(node_id)
+        if node is None:
+            return
+        reason = "" if c.healthy else (c.reason or "unhealthy")
+        if reason != node.condition:
+            if reason:
+                log.warning("node %s unhealthy: %s; it takes no new work", node_id, reason)
+            else:
+                log.info("node %s healthy again; it takes new work", node_id)
+            self.state.put_node(replace(node, condition=reason))
+            self.service.wake()
+        if reason and c.drain:
+            self.drain(node_id, f"node {node_id} drained: {reason}")
+
+    def drain(self, node_id: str, reason: str) -> None:
+        """Stop the jobs running on a node (each with its grace period to checkpoint); they go
+        back to their queues."""
+        changed, stops = [], []
+        for job_id in sorted({j for j, _ in self.state.node_tasks.get(node_id, {})}):
+            job, to_stop = lifecycle.preempt(self.state.jobs[job_id], reason)
+            if job is not self.state.jobs[job_id]:
+                changed.append(job)
+                stops.append((job, to_stop))
+        self.state.update_jobs(changed)
+        for job, placements in stops:
+            self.stop(job, placements, reason)
 
     # ---- node loss -----------------------------------------------------------------------
     def node_lost(self, node_id: str) -> None:

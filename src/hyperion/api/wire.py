@@ -22,8 +22,11 @@ def metrics_from_pb(m: pb.NodeMetrics, node_id: str | None = None) -> NodeMetric
         disk_used_percent=m.disk_used_percent,
         network_tx_gbps=m.network_tx_gbps,
         network_rx_gbps=m.network_rx_gbps,
-        gpus=tuple(GpuMetrics(g.index, g.uuid, g.utilization_percent, g.memory_used_mb, g.memory_total_mb,
-                              g.temperature_c, g.power_w, g.ecc_errors) for g in m.gpus),
+        gpus=tuple(GpuMetrics(
+            index=g.index, uuid=g.uuid, utilization_percent=g.utilization_percent, memory_used_mb=g.memory_used_mb,
+            memory_total_mb=g.memory_total_mb, temperature_c=g.temperature_c, power_w=g.power_w,
+            ecc_errors=g.ecc_errors, xid_errors=g.xid_errors, last_xid=g.last_xid,
+        ) for g in m.gpus),
     )
 
 

@@ -10,7 +10,10 @@ The cycle, in phases (as Kueue's ``schedule()``, on a working copy, never on the
    of ``replicas`` ranks needs ``min_available`` of them placed together (a gang), else its
    tentative placements are rolled back. A gang with no GPU type is kept on one type.
 3. *preempt*: a job that does not fit may have victims chosen (``preempt`` plugins); it then
-   waits for them to stop: the plan lists evictions and the job stays pending this cycle.
+   waits for them to stop: the plan lists evictions and the job stays pending this cycle. On the
+   fast path (a job of ``handover_class`` or higher) it is placed on its victims' resources at
+   once instead, and the evictions are marked ``handover`` (the agent freezes the victims, starts
+   the job, then lets the victims checkpoint and stop).
 4. *reserve*: the first job that does not fit for want of capacity (not quota) gets a hold
    (``reserve`` plugins, EASY backfill): later jobs may use the held resources only if their
    runtime estimate ends before the reserved start.
@@ -35,12 +38,16 @@ from hyperion.model import (
     JobView,
     Placement,
     Plan,
+    Priority,
     Resources,
     RunningView,
     Snapshot,
     Verdict,
     VerdictCode,
 )
+
+_HANDOVER = {"ultra-low-latency": Priority.ULTRA_LOW_LATENCY, "latency-critical": Priority.LATENCY_CRITICAL,
+             "never": None}
 
 # At most this many feasible nodes are scored per replica (kube-scheduler's
 # percentageOfNodesToScore idea): scoring every node of a 10,000-node cluster for every job
@@ -405,6 +412,8 @@ class Cycle:
         verdict = self._verdict(job, text, quota_why, self.most_placed if not short else 0)
         if verdict.code is VerdictCode.UNSCHEDULABLE:
             verdict = self._preempt_or_reserve(job, verdict, quota_blocked=bool(quota_why) and not reasons)
+            if verdict is None:
+                return  # placed on its victims' resources (the fast path)
         self.verdicts[job.id] = verdict
         if not _from_plugins(reasons) and not verdict.plugin.startswith(("preemption", "backfill")):
             self._memo[key] = verdict
@@ -416,12 +425,15 @@ class Cycle:
             tuple((sl.node.id, g) for _, sl, g in placed), placed[0][1].node.gpu_type, self.snapshot.now,
             job.runtime_estimate_s, job.priority_value, user=job.user))
 
-    def _preempt_or_reserve(self, job: JobView, verdict: Verdict, quota_blocked: bool) -> Verdict:
+    def _preempt_or_reserve(self, job: JobView, verdict: Verdict, quota_blocked: bool) -> Verdict | None:
+        """The job's verdict after trying preemption, then a reservation; None: it was placed."""
         for p in self.profile.serving("preempt"):
             plan = p.preempt(job, self)
             if plan is None:
                 continue
             self._claims += 1
+            if self._hand_over(job, plan):
+                return None
             self.claimed.update(v.id for v in plan.victims + plan.waiting_on)
             for v in plan.victims:
                 self._leave(v)
@@ -445,6 +457,26 @@ class Cycle:
             return Verdict(verdict.code, verdict.reasons + (
                 f"backfill: resources on {len(hold.amounts)} node(s) reserved for this job; it starts {when} at the latest",), p.name)
         return verdict
+
+    def _hand_over(self, job: JobView, plan: Preemption) -> bool:
+        """The fast path: place ``job`` now on what its victims (and the jobs it waits on) hold."""
+        cls = _HANDOVER[self.opt["handover_class"]]
+        if cls is None or job.priority < cls:
+            return False
+        freed = plan.victims + plan.waiting_on
+        for v in freed:
+            self.release(v)
+        placed, _, _ = self.place(job, self.held_for(job)[0])
+        if len(placed) < job.min_available:
+            self.rollback(job, placed)
+            for v in reversed(freed):
+                self.retake(v)
+            return False
+        self._accept(job, placed)
+        self.claimed.update(v.id for v in freed)
+        self.leaving.update(v.id for v in freed)  # released in full: quota and capacity
+        self.evictions.extend(Evict(v.id, job.id, plan.reason, handover=True) for v in freed)
+        return True
 
     def _nominate(self, job: JobView, plan: Preemption) -> None:
         """Hold the free capacity the preemptor counts on besides what its victims free, and name

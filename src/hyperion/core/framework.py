@@ -86,6 +86,10 @@ OPTIONS: dict[str, tuple[Any, Callable[[object], Any]]] = {
     # least-attained-service levels: boundaries at T, 10 T, 100 T, ... GPU-hours, ``las_levels`` levels
     "las_threshold_gpu_h": (1.0, _number(0, 1e9, open_lo=True)),
     "las_levels": (2.0, _number(1, 8)),
+    # the fast path: a job of this class or higher that needs evictions is placed on its victims'
+    # resources in the same cycle (they are frozen, then checkpoint and stop in the background);
+    # lower classes wait for their victims to stop (they checkpoint first)
+    "handover_class": ("ultra-low-latency", _choice("ultra-low-latency", "latency-critical", "never")),
 }
 
 

@@ -17,7 +17,13 @@ Rules:
 - A preempted job (``preempt``) is PREEMPTED while its ranks stop (they get the grace period to
   checkpoint); once every rank has exited it goes back to PENDING in its queue, keeping its
   attempt count and failures: its exit codes are not failures. The next attempt resumes from
-  the job's checkpoint directory.
+  the job's checkpoint directory. On the fast path (``handover``) the job's resources go to
+  the urgent job at once (``Job.handed_over``): its ranks still run their grace period, frozen
+  then checkpointing, but hold nothing.
+- A lost node is not the job's fault: a job with a rank on it is stopped like a preempted one
+  and requeued (resuming from its checkpoint), without counting a failure.
+- A checkpoint a rank reports (``checkpointed``) is remembered across attempts: the next attempt
+  resumes from it, and the preemption planner counts the work since it as what an eviction loses.
 """
 
 from __future__ import annotations
@@ -92,20 +98,31 @@ def _attempt_over(job: Job, at: float, why: str) -> Job:
     return replace(job, phase=Phase.FAILED, failures=failures, exit_code=code, finished_at=at, reason=phase_reason)
 
 
-def preempt(job: Job, reason: str) -> tuple[Job, list[Placement]]:
-    """Stop a placed job to make room; returns the new job and the ranks to stop."""
+def preempt(job: Job, reason: str, handover: bool = False) -> tuple[Job, list[Placement]]:
+    """Stop a placed job to make room; returns the new job and the ranks to stop. ``handover``:
+    its resources are given to the preemptor now (the fast path), even if it is already stopping."""
+    if job.phase is Phase.PREEMPTED and handover and not job.handed_over:
+        stops = live(job)
+        return (replace(job, handed_over=True), stops) if stops else (job, [])
     if job.phase not in (Phase.SCHEDULED, Phase.RUNNING):
         return job, []
     stops = live(job)
-    job = replace(job, phase=Phase.PREEMPTED, reason=reason)
+    job = replace(job, phase=Phase.PREEMPTED, reason=reason, handed_over=handover and bool(stops))
     if not stops:
         return requeue(job), []
     return job, stops
 
 
+def checkpointed(job: Job, attempt: int, at: float, path: str) -> Job:
+    """A rank of ``attempt`` saved a complete checkpoint at ``at``; the newest one wins."""
+    if attempt > job.attempt or attempt < 1 or (job.last_checkpoint_at is not None and at <= job.last_checkpoint_at):
+        return job
+    return replace(job, last_checkpoint_at=at, checkpoint_path=path)
+
+
 def requeue(job: Job) -> Job:
     """A preempted job whose ranks have all stopped goes back to its queue."""
-    return replace(job, phase=Phase.PENDING, placements=(), rank_exits=(),
+    return replace(job, phase=Phase.PENDING, placements=(), rank_exits=(), handed_over=False,
                    reason=f"{job.reason}; requeued after attempt {job.attempt}" if job.reason else "requeued")
 
 
@@ -119,11 +136,14 @@ def cancel(job: Job, at: float, reason: str = "cancelled by user") -> tuple[Job,
 
 
 def node_lost(job: Job, node_id: str, at: float) -> tuple[Job, list[Placement]]:
-    """Every live rank of ``job`` on ``node_id`` is gone."""
-    stops: dict[int, Placement] = {}
-    for p in live(job):
-        if p.node_id == node_id:
-            job, more = task_exited(job, job.attempt, p.rank, LOST_EXIT_CODE, at, f"node {node_id} lost")
-            stops.update((s.rank, s) for s in more)
-    exited = {rank for rank, _ in job.rank_exits}
-    return job, [s for r, s in sorted(stops.items()) if s.node_id != node_id and r not in exited]
+    """Every live rank of ``job`` on ``node_id`` is gone (exit 137): the job is preempted, its other
+    ranks are stopped, and it goes back to its queue without a failure counted against it."""
+    lost = [p for p in live(job) if p.node_id == node_id]
+    if not lost:
+        return job, []
+    why = f"node {node_id} lost"
+    stopping = job.phase in (Phase.SCHEDULED, Phase.RUNNING)  # else its other ranks were told already
+    job, _ = preempt(job, why)  # a cancelled job stays cancelled; its exits are recorded below
+    for p in lost:
+        job, _ = task_exited(job, job.attempt, p.rank, LOST_EXIT_CODE, at, why)
+    return job, [p for p in live(job) if p.node_id != node_id] if stopping else []

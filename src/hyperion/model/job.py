@@ -142,6 +142,11 @@ class Job:
     attempt_started_at: float | None = None  # when the current attempt started running
     attained_gpu_s: float = 0.0  # GPU-seconds run by its earlier attempts (least-attained-service)
     placed_estimate_s: float | None = None  # the runtime estimate the scheduler placed this attempt with
+    last_checkpoint_at: float | None = None  # when the job last reported a complete checkpoint (any attempt)
+    checkpoint_path: str | None = None  # that checkpoint; the next attempt resumes from it
+    # preempted by the fast path: its resources went to an urgent job at once, while its ranks are
+    # frozen, then asked to checkpoint and stopped; they hold nothing any more
+    handed_over: bool = False
 
     @property
     def team(self) -> str:

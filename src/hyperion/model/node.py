@@ -36,6 +36,14 @@ class Node:
     registered_at: float = 0.0
     last_seen: float = 0.0
     version: str = ""
+    # the agent's health verdict: empty when healthy, else why not (an over-temperature GPU, ECC or
+    # XID errors). An unhealthy node takes no new work, like a cordoned one; the agent clears it
+    condition: str = ""
+
+    @property
+    def schedulable(self) -> bool:
+        """Whether new work may be placed here (ready, not cordoned, healthy)."""
+        return self.state is NodeState.READY and not self.cordoned and not self.condition
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +56,8 @@ class GpuMetrics:
     temperature_c: float = 0.0
     power_w: float = 0.0
     ecc_errors: int = 0
+    xid_errors: int = 0  # critical XID events since the agent started
+    last_xid: int = 0    # the latest one's code
 
 
 @dataclass(frozen=True, slots=True)

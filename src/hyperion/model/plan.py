@@ -38,6 +38,9 @@ class Evict:
     job_id: str
     preemptor: str  # the job it makes room for
     reason: str
+    # the fast path (``handover_class``): the preemptor was placed on this job's resources in the
+    # same plan; the job is frozen at once and checkpoints and stops in the background
+    handover: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,11 @@ def main(argv: list[str] | None = None) -> None:
                    "backfill), first-fit, or a simulator baseline: fifo, sjf, las, drf (docs/simulator.md)")
     p.add_argument("--scheduler-option", action="append", default=[], metavar="NAME=VALUE",
                    help="a profile option, e.g. victim_order=cheapest-first (docs/adr/0003); repeatable")
+    p.add_argument("--checkpoint-root", type=Path, default=None, metavar="DIR",
+                   help="where jobs that name no checkpoint_dir checkpoint, a directory per job (default "
+                        "<data dir>/checkpoints); put it on storage every node mounts to resume on any node")
+    p.add_argument("--agent-arg", action="append", default=[], metavar="ARG",
+                   help="an extra hyperiond argument for the local agents, e.g. --agent-arg=--standby-workers=4; repeatable")
     p.add_argument("--log-level", default="INFO")
     a = p.parse_args(argv)
     if a.agents < 0 or (a.gpus_per_agent is not None and a.gpus_per_agent < 0):
@@ -42,7 +47,9 @@ def main(argv: list[str] | None = None) -> None:
     cfg = Config(data_dir=a.data_dir.resolve(), host=a.host, port=a.port, grpc_port=a.grpc_port, agents=a.agents,
                  gpus_per_agent=a.gpus_per_agent, gpu_type=a.gpu_type, node_timeout=a.node_timeout,
                  heartbeat_interval=a.heartbeat_interval, profile=a.profile,
-                 scheduler_options=tuple(options))
+                 scheduler_options=tuple(options),
+                 checkpoint_root=a.checkpoint_root.expanduser().resolve() if a.checkpoint_root else None,
+                 agent_args=tuple(a.agent_arg))
     try:
         import uvloop
         uvloop.install()

@@ -8,6 +8,7 @@ detached). Files in the data dir:
 - ``agent.token``         the token agents present (0600)
 - ``controlplane.json``   pid and addresses of the running control plane
 - ``logs/``               job logs shipped by the agents
+- ``checkpoints/``        a directory per job that names no ``checkpoint_dir`` (``--checkpoint-root``)
 - ``agents/``             local agents' data dirs and logs (the ``local`` provider)
 """
 
@@ -57,6 +58,8 @@ class Config:
     heartbeat_interval: float = 1.0
     profile: str = "default"
     scheduler_options: tuple[tuple[str, str], ...] = ()  # profile options (core.framework.OPTIONS)
+    checkpoint_root: Path | None = None  # default: <data dir>/checkpoints (shared storage for multi-host)
+    agent_args: tuple[str, ...] = ()  # extra hyperiond arguments for the local agents
 
 
 class _Uvicorn(uvicorn.Server):
@@ -95,7 +98,8 @@ class ControlPlane:
                 self.state.put_node(replace(node, state=NodeState.NOT_READY))
         self.clock = SystemClock()
         self.service = ControlService(self.state, self.clock, LogStore(d / "logs"), self.admin_token)
-        self.hub = AgentHub(self.service, self.agent_token, config.heartbeat_interval)
+        checkpoints = config.checkpoint_root or d / "checkpoints"
+        self.hub = AgentHub(self.service, self.agent_token, config.heartbeat_interval, str(checkpoints.resolve()))
         if config.profile not in PROFILES:
             raise SystemExit(f"error: unknown profile {config.profile!r}; known: {', '.join(PROFILES)}")
         try:
@@ -171,7 +175,8 @@ class ControlPlane:
     async def _ensure_local_agents(self, grpc_addr: str) -> None:
         cfg = self.config
         self.provider = LocalProvider(cfg.data_dir, grpc_addr, cfg.data_dir / "agent.token",
-                                      gpus_per_node=cfg.gpus_per_agent, gpu_type=cfg.gpu_type)
+                                      gpus_per_node=cfg.gpus_per_agent, gpu_type=cfg.gpu_type,
+                                      extra_args=cfg.agent_args)
         running = [n for n in await self.provider.list_nodes() if n.state == "running"]
         missing = cfg.agents - len(running)
         if missing > 0:

@@ -11,7 +11,9 @@ runs whenever any of those changed and at least every ``idle_interval``.
 
 Evictions in a plan are applied like cancellations: the job becomes PREEMPTED in the same commit
 as the cycle's assignments, its agents are told to stop its ranks (they get the job's grace
-period to checkpoint), and when every rank has exited it is PENDING again in its queue.
+period to checkpoint), and when every rank has exited it is PENDING again in its queue. A
+``handover`` eviction (the fast path) goes with its preemptor's start: the agent freezes the
+victim, starts the urgent job on its GPUs, then lets the victim checkpoint and stop.
 
 The loop also keeps each queue's (and each queue user's) decayed usage history for fair share
 (``core.fairshare.accrue``), from the resources held at each cycle, and saves it to the store
@@ -86,13 +88,18 @@ class SchedulerLoop:
         views = {j.id: j for j in snap.pending} if plan.assignments else {}
         jobs = [lifecycle.assign(state.jobs[a.job_id], a.placements, estimate=views[a.job_id].runtime_estimate_s)
                 for a in plan.assignments]
-        stops = [lifecycle.preempt(state.jobs[e.job_id], f"{e.reason} (scheduling cycle {rounds.cycles})")
-                 for e in plan.evictions]
+        stops = [lifecycle.preempt(state.jobs[e.job_id], f"{e.reason} (scheduling cycle {rounds.cycles})",
+                                   handover=e.handover) for e in plan.evictions]
         state.update_jobs(jobs + [job for job, _ in stops])
+        handed: dict[str, list] = {}  # preemptor -> the victims it takes over on the fast path
+        for e, stop in zip(plan.evictions, stops, strict=True):
+            if e.handover:
+                handed.setdefault(e.preemptor, []).append(stop)
         for job in jobs:
-            self.hub.start(job)
-        for job, placements in stops:
-            self.hub.stop(job, placements, job.reason)
+            self.hub.start(job, handed.get(job.id, ()))
+        for e, (job, placements) in zip(plan.evictions, stops, strict=True):
+            if not e.handover:
+                self.hub.stop(job, placements, job.reason)
         self.placed += len(jobs)
         self.evicted += len(stops)
         left = self.snapshotter.nodes()[0] if jobs else snap.nodes

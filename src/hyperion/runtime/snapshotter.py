@@ -38,7 +38,7 @@ class Snapshotter:
         used, used_gpus = self.state.allocated(node.id)
         free_gpus = tuple(g.index for g in node.gpus if g.index not in used_gpus)
         return NodeView(node.id, node.gpu_type, node.capacity, node.capacity - used, free_gpus,
-                        schedulable=not node.cordoned, labels=node.labels)
+                        schedulable=not node.cordoned and not node.condition, labels=node.labels)
 
     def nodes(self) -> tuple[tuple[NodeView, ...], NodeIndex]:
         changed = self.state.take_changed_nodes()
@@ -76,7 +76,7 @@ class Snapshotter:
 
     def _running_view(self, job: Job) -> RunningView | None:
         tasks = live_tasks(job)
-        if not tasks:
+        if not tasks or job.handed_over:  # a handed-over job holds nothing while it stops
             return None
         s = job.spec
         node = self.state.nodes.get(tasks[0].node_id)
@@ -85,7 +85,7 @@ class Snapshotter:
         leaving = job.phase is Phase.PREEMPTED or job.phase.terminal  # being stopped
         return RunningView(job.id, s.team, s.queue, s.priority, s.resources,
                            tuple((p.node_id, p.gpu_indices) for p in tasks), node.gpu_type if node else "",
-                           job.attempt_started_at, estimate, s.priority_value, None, leaving, s.user,
+                           job.attempt_started_at, estimate, s.priority_value, job.last_checkpoint_at, leaving, s.user,
                            job.attained_gpu_s)
 
     def running(self) -> tuple[RunningView, ...]:

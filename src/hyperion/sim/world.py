@@ -12,7 +12,9 @@ changing its own state and pushing events:
 - ``finish``: an attempt ran its remaining work (runtime scales with the GPU type's speed; a
   restarted attempt first spends the restart cost);
 - ``stopped``: an evicted job's grace period ended: it stops, keeps the work of its last
-  checkpoint (every ``checkpoint_interval`` of run time) and is pending again;
+  checkpoint (every ``checkpoint_interval`` of run time) and is pending again. A job handed
+  over to an urgent job (the fast path, ``Evict.handover``) is frozen and releases its resources
+  at once; it is pending again when its grace period ends;
 - ``down`` / ``up``: a node fails (exponential, ``mtbf``) or is reclaimed (spot series), and its
   jobs stop at once; it comes back after ``repair`` or when the series says available;
 - ``sample``: metrics samples; ``cycle``: a scheduling tick when ``schedule_interval`` > 0.
@@ -114,6 +116,7 @@ class World:
         self.pending: dict[str, SimJob] = {}
         self.running: dict[str, SimJob] = {}
         self.rviews: dict[str, RunningView] = {}
+        self.handed: dict[str, int] = {}  # job id -> attempt handed over to an urgent job, still stopping
         self.running_version = 0
         self.usage: dict[str, dict[str, int]] = {}
         self.user_usage: dict[str, dict[str, int]] = {}
@@ -329,17 +332,35 @@ class World:
         self.running_version += 1
         self._push(now + self.workload.preemption_grace_s, "stopped", (job, job.attempt))
 
+    def hand_over(self, job_id: str, now: float) -> None:
+        """The fast path: the scheduler gave the job's resources to an urgent job. The job is frozen
+        (it makes no more progress) and released now; it is back in its queue when its grace
+        period (its checkpoint) ends."""
+        job = self.running[job_id]
+        if not job.stopping:
+            self._push(now + self.workload.preemption_grace_s, "stopped", (job, job.attempt))
+        self._stop_attempt(job, now, "scheduler")
+        self.handed[job.id] = job.attempt
+
     def stopped(self, job: SimJob, attempt: int, now: float, cause: str = "scheduler") -> None:
         if cause == "scheduler":
             self._progress -= 1
+        if self.handed.get(job.id) == attempt:  # released at the hand-over; its checkpoint is done
+            del self.handed[job.id]
+            self._enqueue(job, now)
+            return
         if job.attempt != attempt or job.id not in self.running:
             return  # it finished during its grace period
+        self._stop_attempt(job, now, cause)
+        self._enqueue(job, now)
+
+    def _stop_attempt(self, job: SimJob, now: float, cause: str) -> None:
+        """End the running attempt; it keeps the work of its last periodic checkpoint."""
         interval = self.workload.checkpoint_interval_s
         ran = max(0.0, now - job.run_start)
         saved = math.floor(ran / interval) * interval
         job.work_left = max(0.0, job.work_left - saved * job.speed)
         self._release(job, now, job.gpus * (now - job.started_at - saved), cause)
-        self._enqueue(job, now)
 
     def node_down(self, i: int, now: float, up_at: float | None) -> None:
         if i in self.down:
@@ -375,10 +396,14 @@ class World:
         self._wake_at = plan.wake_at if plan.wake_at is not None and plan.wake_at > now else None
         if self._wake_at is not None:  # the plan may change then with nothing else happening
             self.events.push(self._wake_at, "wake", self._wake_at)
+        for e in plan.evictions:  # hand-overs free what the plan's assignments take
+            if e.handover:
+                self.hand_over(e.job_id, now)
         for a in plan.assignments:
             self.start(self.pending[a.job_id], a.placements, now)
         for e in plan.evictions:
-            self.evict(e.job_id, now)
+            if not e.handover:
+                self.evict(e.job_id, now)
         self.cycles_placed += bool(plan.assignments)
         rounds.settled(self.nodes()[0], (self.running_version,))
 

@@ -44,10 +44,17 @@ class ConflictError(RuntimeError):
 
 
 def live_tasks(job: Job) -> list[Placement]:
+    """The ranks still running: placed and not exited (a handed-over job's ranks included, though
+    they hold no resources any more: ``holds``)."""
     if not job.placements or job.phase is Phase.PENDING:
         return []
     exited = {rank for rank, _ in job.rank_exits}
     return [p for p in job.placements if p.rank not in exited]
+
+
+def holds(job: Job) -> bool:
+    """Whether the job's live tasks hold their resources: not once handed over to an urgent job."""
+    return not job.handed_over
 
 
 class ClusterState:
@@ -127,6 +134,8 @@ class ClusterState:
 
     def _charge(self, job: Job, task: Placement, sign: int) -> None:
         """Count a live task in what its queue (and its user in the queue) holds."""
+        if not holds(job):
+            return
         node = self.nodes.get(task.node_id)
         spec = job.spec
         gpu_type = node.gpu_type if node is not None else spec.gpu_type or ""
@@ -155,7 +164,10 @@ class ClusterState:
         used = Resources()
         gpus: set[int] = set()
         for (job_id, _), p in self.node_tasks.get(node_id, {}).items():
-            used = used + self.jobs[job_id].spec.resources
+            job = self.jobs[job_id]
+            if not holds(job):
+                continue
+            used = used + job.spec.resources
             gpus.update(p.gpu_indices)
         return used, gpus
 

@@ -2,7 +2,9 @@
 
 ``assert_no_overcommit(snapshot, plan)``: every placement asks for exactly its replica's GPUs;
 on every node, what the plan places fits the node's free capacity, and with what running jobs
-hold there it fits the node's capacity; no GPU index is handed out twice or while busy.
+hold there it fits the node's capacity; no GPU index is handed out twice or while busy. What a
+``handover`` eviction's victim holds counts as free (the fast path places its preemptor on it in
+the same plan), and that preemptor must be placed by the plan.
 """
 
 from __future__ import annotations
@@ -25,13 +27,24 @@ def assert_no_overcommit(snapshot: Snapshot, plan: Plan) -> None:
             used[p.node_id] = used[p.node_id] + want
             assert len(p.gpu_indices) == want.gpus, f"{a.job_id} rank {p.rank}: {p.gpu_indices} for {want.gpus} GPUs"
             gpus[p.node_id].update(p.gpu_indices)
+    handed = {e.job_id for e in plan.evictions if e.handover}
+    placed = {a.job_id for a in plan.assignments}
+    for e in plan.evictions:
+        assert not e.handover or e.preemptor in placed, f"{e.job_id} handed over to {e.preemptor}, which is not placed"
     running: dict[str, Resources] = defaultdict(Resources)
+    freed: dict[str, Resources] = defaultdict(Resources)
+    freed_gpus: dict[str, set[int]] = defaultdict(set)
     for v in snapshot.running:
-        for node_id, _ in v.placements:
-            running[node_id] = running[node_id] + v.per_replica
+        for node_id, indices in v.placements:
+            if v.id in handed:
+                freed[node_id] = freed[node_id] + v.per_replica
+                freed_gpus[node_id].update(indices)
+            else:
+                running[node_id] = running[node_id] + v.per_replica
     for node_id, total in used.items():
         node = nodes[node_id]
-        assert total.fits_in(node.free), f"{node_id}: {total} placed, {node.free} free"
+        free = node.free + freed[node_id]
+        assert total.fits_in(free), f"{node_id}: {total} placed, {free} free (handovers included)"
         assert (total + running[node_id]).fits_in(node.capacity), f"{node_id}: {total} placed + {running[node_id]} running"
         assert max(gpus[node_id].values(), default=1) == 1, f"{node_id}: a GPU index given twice: {gpus[node_id]}"
-        assert set(gpus[node_id]) <= set(node.free_gpus), f"{node_id}: a busy GPU handed out"
+        assert set(gpus[node_id]) <= set(node.free_gpus) | freed_gpus[node_id], f"{node_id}: a busy GPU handed out"

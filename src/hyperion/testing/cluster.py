@@ -26,12 +26,12 @@ def free_port() -> int:
 
 class LocalCluster:
     def __init__(self, data_dir: Path, agents: int = 2, gpus_per_agent: int = 4, node_timeout: float = 10.0,
-                 extra_args: tuple[str, ...] = ()) -> None:
+                 extra_args: tuple[str, ...] = (), agent_args: tuple[str, ...] = ()) -> None:
         self.data_dir = Path(data_dir)
         self.agents = agents
         self.gpus_per_agent = gpus_per_agent
         self.node_timeout = node_timeout
-        self.extra_args = extra_args
+        self.extra_args = extra_args + tuple(f"--agent-arg={a}" for a in agent_args)
         self.port = free_port()
         self.grpc_port = free_port()
         self.proc: subprocess.Popen | None = None

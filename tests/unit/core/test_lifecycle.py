@@ -122,15 +122,20 @@ CASES = [
          Phase.CANCELLED, stops=[[], [0, 1, 2], []]),
     Case("cancel after success is a no-op", a_job("s"), [("exit", 0, 0), ("cancel",)], Phase.SUCCEEDED, exit_code=0,
          start=GANG[:1]),
-    Case("node lost: its ranks exit 137, others on other nodes are stopped", gang3, [("run", 0), ("lost", "n1")],
-         Phase.RUNNING, stops=[[], [2]], rank_exits={0: 137, 1: 137}),
-    Case("node lost, then the stopped rank exits: failed with 137", gang3,
-         [("run", 0), ("lost", "n1"), ("exit", 2, 143)], Phase.FAILED, exit_code=137, stops=[[], [2], []], failures=1),
-    Case("node lost with a retry left: back to pending", gang3.max_retries(1),
+    Case("node lost: its ranks exit 137, the job is preempted, others on other nodes are stopped", gang3,
+         [("run", 0), ("lost", "n1")], Phase.PREEMPTED, stops=[[], [2]], rank_exits={0: 137, 1: 137}),
+    Case("node lost, then the stopped rank exits: back to pending, no failure counted", gang3,
+         [("run", 0), ("lost", "n1"), ("exit", 2, 143)], Phase.PENDING, stops=[[], [2], []], failures=0,
+         placements=()),
+    Case("node lost, even without retries: back to pending", gang3.max_retries(0),
          [("run", 0), ("lost", "n2"), ("exit", 0, 0), ("exit", 1, 0)],
-         Phase.PENDING, exit_code=137, stops=[[], [0, 1], [], []], failures=1, placements=()),
-    Case("node lost holding every rank: failed at once, nothing to stop", gang3.max_retries(0),
-         [("run", 0), ("lost", "n1"), ("lost", "n2")], Phase.FAILED, exit_code=137, stops=[[], [2], []], failures=1),
+         Phase.PENDING, stops=[[], [0, 1], [], []], failures=0, placements=()),
+    Case("node lost holding every rank: pending at once, nothing to stop", gang3.max_retries(0),
+         [("run", 0), ("lost", "n1"), ("lost", "n2")], Phase.PENDING, stops=[[], [2], []], failures=0,
+         placements=()),
+    Case("node lost after a cancel: stays cancelled", gang3,
+         [("run", 0), ("cancel",), ("lost", "n1"), ("lost", "n2")], Phase.CANCELLED, exit_code=137,
+         stops=[[], [0, 1, 2], [], []]),
     Case("a node the job does not use", gang3, [("run", 0), ("lost", "n9")], Phase.RUNNING, rank_exits={}),
 ]
 
@@ -186,7 +191,7 @@ def test_failure_reasons_name_the_rank_and_the_retry():
 def test_node_lost_reason_names_the_node():
     job = placed(a_job("s"), GANG[:1])
     job, stops = lifecycle.node_lost(job, "n1", at=1.0)
-    assert (job.phase, job.exit_code, stops) == (Phase.FAILED, lifecycle.LOST_EXIT_CODE, [])
+    assert (job.phase, job.failures, stops) == (Phase.PENDING, 0, [])
     assert "node n1 lost" in job.reason
 
 
@@ -245,3 +250,32 @@ def test_cancelling_a_preempted_job_keeps_stopping_it():
     job, _ = lifecycle.preempt(placed(gang3), "for y")
     job, stops = lifecycle.cancel(job, at=4.0)
     assert job.phase is Phase.CANCELLED and stops == list(GANG)
+
+
+def test_handover_releases_at_once_and_requeues_when_the_ranks_exit():
+    job = lifecycle.task_running(placed(gang3), 1, 0, at=1.0)
+    job, stops = lifecycle.preempt(job, "preempted for u", handover=True)
+    assert (job.phase, job.handed_over, stops) == (Phase.PREEMPTED, True, list(GANG))
+    for rank in (0, 1, 2):
+        job, _ = lifecycle.task_exited(job, 1, rank, 143, at=2.0)
+    assert (job.phase, job.handed_over, job.failures) == (Phase.PENDING, False, 0)
+
+
+def test_handover_of_a_job_already_stopping():
+    job, _ = lifecycle.preempt(placed(gang3), "preempted for x")
+    again, stops = lifecycle.preempt(job, "preempted for u", handover=True)
+    assert (again.handed_over, again.reason, stops) == (True, "preempted for x", list(GANG))
+    assert lifecycle.preempt(again, "y", handover=True) == (again, [])  # told once is enough
+
+
+@pytest.mark.parametrize(("reports", "expected"), [
+    ([(1, 10.0, "a")], (10.0, "a")),
+    ([(1, 10.0, "a"), (1, 5.0, "old")], (10.0, "a")),       # an older report never wins
+    ([(1, 10.0, "a"), (1, 12.0, "b")], (12.0, "b")),
+    ([(2, 10.0, "future")], (None, None)),                 # an attempt that does not exist yet
+])
+def test_checkpointed_keeps_the_newest(reports, expected):
+    job = placed(a_job("c"), GANG[:1])
+    for attempt, at, path in reports:
+        job = lifecycle.checkpointed(job, attempt, at, path)
+    assert (job.last_checkpoint_at, job.checkpoint_path) == expected

@@ -154,6 +154,7 @@ def test_a_small_job_has_this_exact_format() -> None:
         "phase": "running", "submitted_at": 5.0, "attempt": 1,
         "placements": [{"rank": 0, "node_id": "n1", "gpu_indices": [0, 1]}],
         "started_at": 6.0, "reason": "", "failures": 0, "rank_exits": {"3": 0}, "attained_gpu_s": 0.0,
+        "handed_over": False,
     }
 
 
@@ -171,7 +172,7 @@ def test_a_node_has_this_exact_format() -> None:
         "id": "n1", "hostname": "", "gpus": [{"index": 0, "uuid": "GPU-1", "name": "H100", "memory_mb": 81920}],
         "gpu_type": "h100", "capacity": {"gpus": 1, "cpus_milli": 8000, "memory": 2**34}, "labels": {"zone": "a"},
         "state": "not-ready", "cordoned": False, "gpus_logical": True, "registered_at": 0.0, "last_seen": 0.0,
-        "version": "",
+        "version": "", "condition": "",
     }
 
 

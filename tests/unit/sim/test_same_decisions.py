@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from hyperion.core import PROFILES, lifecycle, schedule
-from hyperion.model import Gpu, Job, JobSpec, Node, Placement
+from hyperion.model import Gpu, Job, JobSpec, Node, Placement, Priority
 from hyperion.model.queue import QueueSpec
 from hyperion.runtime.snapshotter import Snapshotter
 from hyperion.sim.carbon import constant
@@ -25,13 +25,15 @@ def a_cluster(queues=None) -> ClusterModel:
                         constant(300.0, "gCO2/kWh"), WorkloadModel(checkpoint_interval_s=600.0))
 
 
-def a_trace(n: int = 60) -> Trace:
+def a_trace(n: int = 60, urgent_every: int = 0) -> Trace:
     jobs = []
     for k in range(n):  # a burst that overflows the cluster, of mixed widths, teams and users
         gpus = (1, 2, 4, 8, 16)[k % 5]
+        urgent = urgent_every and k % urgent_every == urgent_every - 1  # the fast path: placed on victims at once
         jobs.append(TraceJob(f"j{k:03d}", submit_s=float(k * 7), duration_s=300.0 + 97.0 * (k % 11), gpus=gpus,
                              team=("vc1", "vc2", "vc3")[k % 3], user=f"u{k % 4}",
-                             gpu_type="H100" if k % 13 == 0 else None))
+                             gpu_type="H100" if k % 13 == 0 else None,
+                             priority=Priority.ULTRA_LOW_LATENCY if urgent else Priority.BATCH))
     return Trace("synthetic", tuple(jobs))
 
 
@@ -73,13 +75,15 @@ def run_until(world: World, placed_at_least: int) -> None:
     pytest.fail("the world ran out of events before the instant the test wants")
 
 
-@pytest.mark.parametrize("profile", ["default", "fifo", "sjf", "las", "drf"])
+@pytest.mark.parametrize(("profile", "urgent_every"), [
+    ("default", 0), ("fifo", 0), ("sjf", 0), ("las", 0), ("drf", 0), ("default", 4), ("fifo", 5)])
 @pytest.mark.parametrize("stop_after", [2, 5, 9, 14])
-def test_the_live_snapshotter_and_the_world_give_schedule_the_same_decision(profile, stop_after):
+def test_the_live_snapshotter_and_the_world_give_schedule_the_same_decision(profile, urgent_every, stop_after):
     queues = {"vc1": QueueSpec("vc1", cohort="all", weight=2.0, nominal=(("gpus/A100", 8),)),
               "vc2": QueueSpec("vc2", cohort="all", nominal=(("gpus/A100", 8),)),
               "vc3": QueueSpec("vc3", cohort="all", nominal=(("gpus/A100", 8), ("gpus/H100", 8)))}
-    world = World(a_trace(), a_cluster(queues), PROFILES[profile](), oracle=profile == "sjf", seed=3)
+    world = World(a_trace(urgent_every=urgent_every), a_cluster(queues), PROFILES[profile](),
+                  oracle=profile == "sjf", seed=3)
     run_until(world, stop_after)
     now = world.events.now + 1.0
     sim = world.snapshot(now)
@@ -97,3 +101,15 @@ def test_the_live_snapshotter_and_the_world_give_schedule_the_same_decision(prof
     assert p_live.verdicts == p_sim.verdicts
     assert p_live.holds == p_sim.holds
     assert p_sim.assignments or p_sim.verdicts  # a decision was made, not two empty plans
+
+
+def test_urgent_jobs_take_the_fast_path_in_the_simulation():
+    """Ultra-low-latency jobs are placed on their victims' resources in the cycle that evicts them."""
+    world = World(a_trace(urgent_every=4), a_cluster(), PROFILES["default"](), seed=3)
+    handed = []
+    real = world.hand_over
+    world.hand_over = lambda job_id, now: (handed.append((job_id, now)), real(job_id, now))
+    while world.step():
+        pass
+    assert handed, "no urgent job needed an eviction: the test trace no longer exercises the fast path"
+    assert world.remaining == 0 and not world.handed  # every handed-over job came back and finished

@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from hyperion.api._generated.hyperion.v1 import hyperion_pb2 as hyperion_dot_v1_dot_hyperion__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17hyperion/v1/agent.proto\x12\x0bhyperion.v1\x1a\x1ahyperion/v1/hyperion.proto\"C\n\x03Gpu\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\tmemory_mb\x18\x04 \x01(\x03\"8\n\x07TaskRef\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0c\n\x04rank\x18\x03 \x01(\x05\"\xee\x01\n\nTaskReport\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.hyperion.v1.TaskRef\x12,\n\x05state\x18\x02 \x01(\x0e\x32\x1d.hyperion.v1.TaskReport.State\x12\x11\n\texit_code\x18\x03 \x01(\x05\x12\n\n\x02\x61t\x18\x04 \x01(\x01\x12\x10\n\x08log_size\x18\x05 \x01(\x03\x12\x0f\n\x07message\x18\x06 \x01(\t\"L\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07RUNNING\x10\x01\x12\n\n\x06\x45XITED\x10\x02\x12\x13\n\x0f\x46\x41ILED_TO_START\x10\x03\"\xb1\x02\n\x05Hello\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x1e\n\x04gpus\x18\x03 \x03(\x0b\x32\x10.hyperion.v1.Gpu\x12\x10\n\x08gpu_type\x18\x04 \x01(\t\x12\x12\n\ncpus_milli\x18\x05 \x01(\x05\x12\x11\n\tmemory_mb\x18\x06 \x01(\x03\x12.\n\x06labels\x18\x07 \x03(\x0b\x32\x1e.hyperion.v1.Hello.LabelsEntry\x12&\n\x05tasks\x18\x08 \x03(\x0b\x32\x17.hyperion.v1.TaskReport\x12\x0f\n\x07version\x18\t \x01(\t\x12\x14\n\x0cgpus_logical\x18\n \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"L\n\x08LogChunk\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.hyperion.v1.TaskRef\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\xe4\x01\n\x0c\x41gentMessage\x12#\n\x05hello\x18\x01 \x01(\x0b\x32\x12.hyperion.v1.HelloH\x00\x12\'\n\x04task\x18\x02 \x01(\x0b\x32\x17.hyperion.v1.TaskReportH\x00\x12$\n\x03log\x18\x03 \x01(\x0b\x32\x15.hyperion.v1.LogChunkH\x00\x12+\n\x07metrics\x18\x04 \x01(\x0b\x32\x18.hyperion.v1.NodeMetricsH\x00\x12+\n\theartbeat\x18\x05 \x01(\x0b\x32\x16.hyperion.v1.HeartbeatH\x00\x42\x06\n\x04kind\"\x17\n\tHeartbeat\x12\n\n\x02\x61t\x18\x01 \x01(\x01\"\xfe\x01\n\tStartTask\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.hyperion.v1.TaskRef\x12\x0f\n\x07\x63ommand\x18\x02 \x03(\t\x12,\n\x03\x65nv\x18\x03 \x03(\x0b\x32\x1f.hyperion.v1.StartTask.EnvEntry\x12\x13\n\x0bworking_dir\x18\x04 \x01(\t\x12\x13\n\x0bgpu_indices\x18\x05 \x03(\x05\x12\x12\n\nworld_size\x18\x06 \x01(\x05\x12\x16\n\x0e\x63heckpoint_dir\x18\x07 \x01(\t\x12\x0c\n\x04name\x18\x08 \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"O\n\x08StopTask\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.hyperion.v1.TaskRef\x12\x0f\n\x07grace_s\x18\x02 \x01(\x01\x12\x0e\n\x06reason\x18\x03 \x01(\t\"{\n\x07Welcome\x12%\n\x07\x64\x65sired\x18\x01 \x03(\x0b\x32\x14.hyperion.v1.TaskRef\x12+\n\x0blog_offsets\x18\x02 \x03(\x0b\x32\x16.hyperion.v1.LogOffset\x12\x1c\n\x14heartbeat_interval_s\x18\x03 \x01(\x01\"?\n\tLogOffset\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.hyperion.v1.TaskRef\x12\x0e\n\x06offset\x18\x02 \x01(\x03\"-\n\x07\x41\x63kTask\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.hyperion.v1.TaskRef\"\xe3\x01\n\x0e\x43ontrolMessage\x12\'\n\x07welcome\x18\x01 \x01(\x0b\x32\x14.hyperion.v1.WelcomeH\x00\x12\'\n\x05start\x18\x02 \x01(\x0b\x32\x16.hyperion.v1.StartTaskH\x00\x12%\n\x04stop\x18\x03 \x01(\x0b\x32\x15.hyperion.v1.StopTaskH\x00\x12#\n\x03\x61\x63k\x18\x04 \x01(\x0b\x32\x14.hyperion.v1.AckTaskH\x00\x12+\n\theartbeat\x18\x05 \x01(\x0b\x32\x16.hyperion.v1.HeartbeatH\x00\x42\x06\n\x04kind2U\n\x0c\x41gentControl\x12\x45\n\x07\x43onnect\x12\x19.hyperion.v1.AgentMessage\x1a\x1b.hyperion.v1.ControlMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17hyperion/v1/agent.proto\x12\x0bhyperion.v1\x1a\x1ahyperion/v1/hyperion.proto\"C\n\x03Gpu\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\tmemory_mb\x18\x04 \x01(\x03\"8\n\x07TaskRef\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0c\n\x04rank\x18\x03 \x01(\x05\"\xee\x01\n\nTaskReport\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.hyperion.v1.TaskRef\x12,\n\x05state\x18\x02 \x01(\x0e\x32\x1d.hyperion.v1.TaskReport.State\x12\x11\n\texit_code\x18\x03 \x01(\x05\x12\n\n\x02\x61t\x18\x04 \x01(\x01\x12\x10\n\x08log_size\x18\x05 \x01(\x03\x12\x0f\n\x07message\x18\x06 \x01(\t\"L\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07RUNNING\x10\x01\x12\n\n\x06\x45XITED\x10\x02\x12\x13\n\x0f\x46\x41ILED_TO_START\x10\x03\"\xe0\x02\n\x05Hello\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x1e\n\x04gpus\x18\x03 \x03(\x0b\x32\x10.hyperion.v1.Gpu\x12\x10\n\x08gpu_type\x18\x04 \x01(\t\x12\x12\n\ncpus_milli\x18\x05 \x01(\x05\x12\x11\n\tmemory_mb\x18\x06 \x01(\x03\x12.\n\x06labels\x18\x07 \x03(\x0b\x32\x1e.hyperion.v1.Hello.LabelsEntry\x12&\n\x05tasks\x18\x08 \x03(\x0b\x32\x17.hyperion.v1.TaskReport\x12\x0f\n\x07version\x18\t \x01(\t\x12\x14\n\x0cgpus_logical\x18\n \x01(\x08\x12-\n\tcondition\x18\x0b \x01(\x0b\x32\x1a.hyperion.v1.NodeCondition\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"L\n\x08LogChunk\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.hyperion.v1.TaskRef\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\xc4\x02\n\x0c\x41gentMessage\x12#\n\x05hello\x18\x01 \x01(\x0b\x32\x12.hyperion.v1.HelloH\x00\x12\'\n\x04task\x18\x02 \x01(\x0b\x32\x17.hyperion.v1.TaskReportH\x00\x12$\n\x03log\x18\x03 \x01(\x0b\x32\x15.hyperion.v1.LogChunkH\x00\x12+\n\x07metrics\x18\x04 \x01(\x0b\x32\x18.hyperion.v1.NodeMetricsH\x00\x12+\n\theartbeat\x18\x05 \x01(\x0b\x32\x16.hyperion.v1.HeartbeatH\x00\x12-\n\ncheckpoint\x18\x06 \x01(\x0b\x32\x17.hyperion.v1.CheckpointH\x00\x12/\n\tcondition\x18\x07 \x01(\x0b\x32\x1a.hyperion.v1.NodeConditionH\x00\x42\x06\n\x04kind\"X\n\nCheckpoint\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.hyperion.v1.TaskRef\x12\n\n\x02\x61t\x18\x02 \x01(\x01\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0c\n\x04step\x18\x04 \x01(\x03\"K\n\rNodeCondition\x12\x0f\n\x07healthy\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\n\n\x02\x61t\x18\x03 \x01(\x01\x12\r\n\x05\x64rain\x18\x04 \x01(\x08\"\x17\n\tHeartbeat\x12\n\n\x02\x61t\x18\x01 \x01(\x01\"\xd1\x02\n\tStartTask\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.hyperion.v1.TaskRef\x12\x0f\n\x07\x63ommand\x18\x02 \x03(\t\x12,\n\x03\x65nv\x18\x03 \x03(\x0b\x32\x1f.hyperion.v1.StartTask.EnvEntry\x12\x13\n\x0bworking_dir\x18\x04 \x01(\t\x12\x13\n\x0bgpu_indices\x18\x05 \x03(\x05\x12\x12\n\nworld_size\x18\x06 \x01(\x05\x12\x16\n\x0e\x63heckpoint_dir\x18\x07 \x01(\t\x12\x0c\n\x04name\x18\x08 \x01(\t\x12,\n\rpreempt_first\x18\t \x03(\x0b\x32\x15.hyperion.v1.StopTask\x12\x13\n\x0bresume_from\x18\n \x01(\t\x12\x0e\n\x06urgent\x18\x0b \x01(\x08\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"O\n\x08StopTask\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.hyperion.v1.TaskRef\x12\x0f\n\x07grace_s\x18\x02 \x01(\x01\x12\x0e\n\x06reason\x18\x03 \x01(\t\"{\n\x07Welcome\x12%\n\x07\x64\x65sired\x18\x01 \x03(\x0b\x32\x14.hyperion.v1.TaskRef\x12+\n\x0blog_offsets\x18\x02 \x03(\x0b\x32\x16.hyperion.v1.LogOffset\x12\x1c\n\x14heartbeat_interval_s\x18\x03 \x01(\x01\"?\n\tLogOffset\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.hyperion.v1.TaskRef\x12\x0e\n\x06offset\x18\x02 \x01(\x03\"-\n\x07\x41\x63kTask\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.hyperion.v1.TaskRef\"\xe3\x01\n\x0e\x43ontrolMessage\x12\'\n\x07welcome\x18\x01 \x01(\x0b\x32\x14.hyperion.v1.WelcomeH\x00\x12\'\n\x05start\x18\x02 \x01(\x0b\x32\x16.hyperion.v1.StartTaskH\x00\x12%\n\x04stop\x18\x03 \x01(\x0b\x32\x15.hyperion.v1.StopTaskH\x00\x12#\n\x03\x61\x63k\x18\x04 \x01(\x0b\x32\x14.hyperion.v1.AckTaskH\x00\x12+\n\theartbeat\x18\x05 \x01(\x0b\x32\x16.hyperion.v1.HeartbeatH\x00\x42\x06\n\x04kind2U\n\x0c\x41gentControl\x12\x45\n\x07\x43onnect\x12\x19.hyperion.v1.AgentMessage\x1a\x1b.hyperion.v1.ControlMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,29 +46,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TASKREPORT_STATE']._serialized_start=358
   _globals['_TASKREPORT_STATE']._serialized_end=434
   _globals['_HELLO']._serialized_start=437
-  _globals['_HELLO']._serialized_end=742
-  _globals['_HELLO_LABELSENTRY']._serialized_start=697
-  _globals['_HELLO_LABELSENTRY']._serialized_end=742
-  _globals['_LOGCHUNK']._serialized_start=744
-  _globals['_LOGCHUNK']._serialized_end=820
-  _globals['_AGENTMESSAGE']._serialized_start=823
-  _globals['_AGENTMESSAGE']._serialized_end=1051
-  _globals['_HEARTBEAT']._serialized_start=1053
-  _globals['_HEARTBEAT']._serialized_end=1076
-  _globals['_STARTTASK']._serialized_start=1079
-  _globals['_STARTTASK']._serialized_end=1333
-  _globals['_STARTTASK_ENVENTRY']._serialized_start=1291
-  _globals['_STARTTASK_ENVENTRY']._serialized_end=1333
-  _globals['_STOPTASK']._serialized_start=1335
-  _globals['_STOPTASK']._serialized_end=1414
-  _globals['_WELCOME']._serialized_start=1416
-  _globals['_WELCOME']._serialized_end=1539
-  _globals['_LOGOFFSET']._serialized_start=1541
-  _globals['_LOGOFFSET']._serialized_end=1604
-  _globals['_ACKTASK']._serialized_start=1606
-  _globals['_ACKTASK']._serialized_end=1651
-  _globals['_CONTROLMESSAGE']._serialized_start=1654
-  _globals['_CONTROLMESSAGE']._serialized_end=1881
-  _globals['_AGENTCONTROL']._serialized_start=1883
-  _globals['_AGENTCONTROL']._serialized_end=1968
+  _globals['_HELLO']._serialized_end=789
+  _globals['_HELLO_LABELSENTRY']._serialized_start=744
+  _globals['_HELLO_LABELSENTRY']._serialized_end=789
+  _globals['_LOGCHUNK']._serialized_start=791
+  _globals['_LOGCHUNK']._serialized_end=867
+  _globals['_AGENTMESSAGE']._serialized_start=870
+  _globals['_AGENTMESSAGE']._serialized_end=1194
+  _globals['_CHECKPOINT']._serialized_start=1196
+  _globals['_CHECKPOINT']._serialized_end=1284
+  _globals['_NODECONDITION']._serialized_start=1286
+  _globals['_NODECONDITION']._serialized_end=1361
+  _globals['_HEARTBEAT']._serialized_start=1363
+  _globals['_HEARTBEAT']._serialized_end=1386
+  _globals['_STARTTASK']._serialized_start=1389
+  _globals['_STARTTASK']._serialized_end=1726
+  _globals['_STARTTASK_ENVENTRY']._serialized_start=1684
+  _globals['_STARTTASK_ENVENTRY']._serialized_end=1726
+  _globals['_STOPTASK']._serialized_start=1728
+  _globals['_STOPTASK']._serialized_end=1807
+  _globals['_WELCOME']._serialized_start=1809
+  _globals['_WELCOME']._serialized_end=1932
+  _globals['_LOGOFFSET']._serialized_start=1934
+  _globals['_LOGOFFSET']._serialized_end=1997
+  _globals['_ACKTASK']._serialized_start=1999
+  _globals['_ACKTASK']._serialized_end=2044
+  _globals['_CONTROLMESSAGE']._serialized_start=2047
+  _globals['_CONTROLMESSAGE']._serialized_end=2274
+  _globals['_AGENTCONTROL']._serialized_start=2276
+  _globals['_AGENTCONTROL']._serialized_end=2361
 # @@protoc_insertion_point(module_scope)

@@ -58,7 +58,7 @@ class TaskReport(_message.Message):
     def __init__(self, task: _Optional[_Union[TaskRef, _Mapping]] = ..., state: _Optional[_Union[TaskReport.State, str]] = ..., exit_code: _Optional[int] = ..., at: _Optional[float] = ..., log_size: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("node_id", "hostname", "gpus", "gpu_type", "cpus_milli", "memory_mb", "labels", "tasks", "version", "gpus_logical")
+    __slots__ = ("node_id", "hostname", "gpus", "gpu_type", "cpus_milli", "memory_mb", "labels", "tasks", "version", "gpus_logical", "condition")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +76,7 @@ class Hello(_message.Message):
     TASKS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     GPUS_LOGICAL_FIELD_NUMBER: _ClassVar[int]
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     hostname: str
     gpus: _containers.RepeatedCompositeFieldContainer[Gpu]
@@ -86,7 +87,8 @@ class Hello(_message.Message):
     tasks: _containers.RepeatedCompositeFieldContainer[TaskReport]
     version: str
     gpus_logical: bool
-    def __init__(self, node_id: _Optional[str] = ..., hostname: _Optional[str] = ..., gpus: _Optional[_Iterable[_Union[Gpu, _Mapping]]] = ..., gpu_type: _Optional[str] = ..., cpus_milli: _Optional[int] = ..., memory_mb: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., tasks: _Optional[_Iterable[_Union[TaskReport, _Mapping]]] = ..., version: _Optional[str] = ..., gpus_logical: _Optional[bool] = ...) -> None: ...
+    condition: NodeCondition
+    def __init__(self, node_id: _Optional[str] = ..., hostname: _Optional[str] = ..., gpus: _Optional[_Iterable[_Union[Gpu, _Mapping]]] = ..., gpu_type: _Optional[str] = ..., cpus_milli: _Optional[int] = ..., memory_mb: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., tasks: _Optional[_Iterable[_Union[TaskReport, _Mapping]]] = ..., version: _Optional[str] = ..., gpus_logical: _Optional[bool] = ..., condition: _Optional[_Union[NodeCondition, _Mapping]] = ...) -> None: ...
 
 class LogChunk(_message.Message):
     __slots__ = ("task", "offset", "data")
@@ -99,18 +101,46 @@ class LogChunk(_message.Message):
     def __init__(self, task: _Optional[_Union[TaskRef, _Mapping]] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class AgentMessage(_message.Message):
-    __slots__ = ("hello", "task", "log", "metrics", "heartbeat")
+    __slots__ = ("hello", "task", "log", "metrics", "heartbeat", "checkpoint", "condition")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     LOG_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     task: TaskReport
     log: LogChunk
     metrics: _hyperion_pb2.NodeMetrics
     heartbeat: Heartbeat
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., task: _Optional[_Union[TaskReport, _Mapping]] = ..., log: _Optional[_Union[LogChunk, _Mapping]] = ..., metrics: _Optional[_Union[_hyperion_pb2.NodeMetrics, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
+    checkpoint: Checkpoint
+    condition: NodeCondition
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., task: _Optional[_Union[TaskReport, _Mapping]] = ..., log: _Optional[_Union[LogChunk, _Mapping]] = ..., metrics: _Optional[_Union[_hyperion_pb2.NodeMetrics, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., condition: _Optional[_Union[NodeCondition, _Mapping]] = ...) -> None: ...
+
+class Checkpoint(_message.Message):
+    __slots__ = ("task", "at", "path", "step")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    task: TaskRef
+    at: float
+    path: str
+    step: int
+    def __init__(self, task: _Optional[_Union[TaskRef, _Mapping]] = ..., at: _Optional[float] = ..., path: _Optional[str] = ..., step: _Optional[int] = ...) -> None: ...
+
+class NodeCondition(_message.Message):
+    __slots__ = ("healthy", "reason", "at", "drain")
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_FIELD_NUMBER: _ClassVar[int]
+    healthy: bool
+    reason: str
+    at: float
+    drain: bool
+    def __init__(self, healthy: _Optional[bool] = ..., reason: _Optional[str] = ..., at: _Optional[float] = ..., drain: _Optional[bool] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("at",)
@@ -119,7 +149,7 @@ class Heartbeat(_message.Message):
     def __init__(self, at: _Optional[float] = ...) -> None: ...
 
 class StartTask(_message.Message):
-    __slots__ = ("task", "command", "env", "working_dir", "gpu_indices", "world_size", "checkpoint_dir", "name")
+    __slots__ = ("task", "command", "env", "working_dir", "gpu_indices", "world_size", "checkpoint_dir", "name", "preempt_first", "resume_from", "urgent")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -135,6 +165,9 @@ class StartTask(_message.Message):
     WORLD_SIZE_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_DIR_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    PREEMPT_FIRST_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FROM_FIELD_NUMBER: _ClassVar[int]
+    URGENT_FIELD_NUMBER: _ClassVar[int]
     task: TaskRef
     command: _containers.RepeatedScalarFieldContainer[str]
     env: _containers.ScalarMap[str, str]
@@ -143,7 +176,10 @@ class StartTask(_message.Message):
     world_size: int
     checkpoint_dir: str
     name: str
-    def __init__(self, task: _Optional[_Union[TaskRef, _Mapping]] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., working_dir: _Optional[str] = ..., gpu_indices: _Optional[_Iterable[int]] = ..., world_size: _Optional[int] = ..., checkpoint_dir: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+    preempt_first: _containers.RepeatedCompositeFieldContainer[StopTask]
+    resume_from: str
+    urgent: bool
+    def __init__(self, task: _Optional[_Union[TaskRef, _Mapping]] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., working_dir: _Optional[str] = ..., gpu_indices: _Optional[_Iterable[int]] = ..., world_size: _Optional[int] = ..., checkpoint_dir: _Optional[str] = ..., name: _Optional[str] = ..., preempt_first: _Optional[_Iterable[_Union[StopTask, _Mapping]]] = ..., resume_from: _Optional[str] = ..., urgent: _Optional[bool] = ...) -> None: ...
 
 class StopTask(_message.Message):
     __slots__ = ("task", "grace_s", "reason")

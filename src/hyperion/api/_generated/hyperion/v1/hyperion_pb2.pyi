@@ -141,7 +141,7 @@ class NodeMetrics(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., gpu_utilization_percent: _Optional[float] = ..., cpu_utilization_percent: _Optional[float] = ..., memory_used_mb: _Optional[float] = ..., network_tx_gbps: _Optional[float] = ..., custom_metrics: _Optional[_Mapping[str, float]] = ..., timestamp: _Optional[float] = ..., gpus: _Optional[_Iterable[_Union[GpuMetrics, _Mapping]]] = ..., memory_total_mb: _Optional[float] = ..., disk_used_percent: _Optional[float] = ..., network_rx_gbps: _Optional[float] = ...) -> None: ...
 
 class GpuMetrics(_message.Message):
-    __slots__ = ("index", "uuid", "utilization_percent", "memory_used_mb", "memory_total_mb", "temperature_c", "power_w", "ecc_errors")
+    __slots__ = ("index", "uuid", "utilization_percent", "memory_used_mb", "memory_total_mb", "temperature_c", "power_w", "ecc_errors", "xid_errors", "last_xid")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     UUID_FIELD_NUMBER: _ClassVar[int]
     UTILIZATION_PERCENT_FIELD_NUMBER: _ClassVar[int]
@@ -150,6 +150,8 @@ class GpuMetrics(_message.Message):
     TEMPERATURE_C_FIELD_NUMBER: _ClassVar[int]
     POWER_W_FIELD_NUMBER: _ClassVar[int]
     ECC_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    XID_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    LAST_XID_FIELD_NUMBER: _ClassVar[int]
     index: int
     uuid: str
     utilization_percent: float
@@ -158,7 +160,9 @@ class GpuMetrics(_message.Message):
     temperature_c: float
     power_w: float
     ecc_errors: int
-    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., utilization_percent: _Optional[float] = ..., memory_used_mb: _Optional[float] = ..., memory_total_mb: _Optional[float] = ..., temperature_c: _Optional[float] = ..., power_w: _Optional[float] = ..., ecc_errors: _Optional[int] = ...) -> None: ...
+    xid_errors: int
+    last_xid: int
+    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., utilization_percent: _Optional[float] = ..., memory_used_mb: _Optional[float] = ..., memory_total_mb: _Optional[float] = ..., temperature_c: _Optional[float] = ..., power_w: _Optional[float] = ..., ecc_errors: _Optional[int] = ..., xid_errors: _Optional[int] = ..., last_xid: _Optional[int] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("success", "message")
