@@ -460,8 +460,9 @@ def test_local_provider_agents_connect_and_terminate_leaves_nothing(tmp_path):
             await cp.wait_until(lambda: len(cp._streams) == 2, 15, "both agents to connect")
             assert {h.node_id for h in cp.hellos} == {"local-1", "local-2"}
             assert all(len(h.gpus) == 2 and h.gpus_logical for h in cp.hellos)
-            for node in ("local-1", "local-2"):
-                cp.start_task(node, [f"echo $$ > {tmp_path}/{node}; exec sleep 60"], node=node)
+            cp.start_task("local-1", [f"echo $$ > {tmp_path}/local-1; exec sleep 60"], node="local-1")
+            # the task's leader dies with its agent (PR_SET_PDEATHSIG); a process it forked does not
+            cp.start_task("local-2", [f"sleep 60 & echo $! > {tmp_path}/local-2; wait"], node="local-2")
             pids = {n: int(await wait_file(tmp_path / n)) for n in ("local-1", "local-2")}
             # local-2's agent dies without cleaning up: terminate must kill what it left.
             record = json.loads((tmp_path / "cp/agents/local-2/agent.json").read_text())

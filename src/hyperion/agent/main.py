@@ -345,13 +345,13 @@ def checkpoint_report(data: bytes, checkpoint_dir) -> agent_pb2.Checkpoint | Non
         d = json.loads(data)
         key = (str(d["job_id"]), int(d["attempt"]), int(d["rank"]))
         at, path, step = float(d["at"]), str(d["path"]), int(d.get("step") or 0)
-    except (ValueError, TypeError, KeyError):
+        root = checkpoint_dir(key)
+        if not root or not os.path.realpath(path).startswith(os.path.realpath(root) + os.sep):
+            return None
+        return agent_pb2.Checkpoint(task=agent_pb2.TaskRef(job_id=key[0], attempt=key[1], rank=key[2]),
+                                    at=at, path=path, step=step)
+    except (ValueError, TypeError, KeyError, OverflowError):  # anything a local process may send
         return None
-    root = checkpoint_dir(key)
-    if not root or not os.path.realpath(path).startswith(os.path.realpath(root) + os.sep):
-        return None
-    return agent_pb2.Checkpoint(task=agent_pb2.TaskRef(job_id=key[0], attempt=key[1], rank=key[2]),
-                                at=at, path=path, step=step)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -120,7 +120,10 @@ def python_entry(argv: list[str], env: dict[str, str], python: str = sys.executa
     if not argv or not os.path.basename(argv[0]).startswith("python"):
         return None
     exe = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=env.get("PATH", os.defpath))
-    if exe is None or os.path.realpath(exe) != os.path.realpath(python):
+    # the same binary in the same directory: a venv's python is a link to its base interpreter,
+    # but the two see different site-packages
+    if exe is None or os.path.dirname(os.path.abspath(exe)) != os.path.dirname(os.path.abspath(python)) \
+            or os.path.realpath(exe) != os.path.realpath(python):
         return None
     rest, unbuffered = argv[1:], False
     if rest and rest[0] == "-u":
@@ -170,6 +173,7 @@ class CgroupFreezer(SignalFreezer):
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._adopted: set[int] = set()  # process groups moved into their own cgroup
 
     def _dir(self, pgid: int) -> Path:
         return self.root / f"task-{pgid}"
@@ -179,23 +183,31 @@ class CgroupFreezer(SignalFreezer):
         try:
             d.mkdir(exist_ok=True)
             (d / "cgroup.procs").write_text(str(pid))
+            self._adopted.add(pid)
         except OSError as exc:
-            log.debug("cannot move %d into %s: %s", pid, d, exc)
+            log.debug("cannot move %d into %s: %s; it will be frozen with signals", pid, d, exc)
+            self.forget(pid)
 
     def freeze(self, pgid: int) -> bool:
-        try:
-            (self._dir(pgid) / "cgroup.freeze").write_text("1")
-            return True
-        except OSError:
-            return super().freeze(pgid)
+        if pgid in self._adopted:
+            try:
+                (self._dir(pgid) / "cgroup.freeze").write_text("1")
+                return True
+            except OSError:
+                pass
+        return super().freeze(pgid)
 
     def thaw(self, pgid: int) -> None:
-        try:
-            (self._dir(pgid) / "cgroup.freeze").write_text("0")
-        except OSError:
-            super().thaw(pgid)
+        if pgid in self._adopted:
+            try:
+                (self._dir(pgid) / "cgroup.freeze").write_text("0")
+                return
+            except OSError:
+                pass
+        super().thaw(pgid)
 
     def forget(self, pgid: int) -> None:
+        self._adopted.discard(pgid)
         try:
             self._dir(pgid).rmdir()
         except OSError:

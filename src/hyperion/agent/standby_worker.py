@@ -6,7 +6,8 @@ Run by path, not as part of the package (it must stay light):
 
     python standby_worker.py AGENT_PID STATUS_FD [MODULE ...]
 
-It arranges to die with the agent (``PR_SET_PDEATHSIG``), imports the preload modules, then
+It arranges to die with the agent (``PR_SET_PDEATHSIG``), imports the preload modules (and
+everything it needs itself: nothing is imported once the task has arrived), then
 blocks reading one JSON task from stdin until the agent writes it and closes the pipe:
 
     {"argv": [...], "env": {...}, "cwd": "...", "log": "...", "python": [kind, target, args...] | null}
@@ -24,7 +25,10 @@ It sets up the task's log (stdout and stderr), working directory and environment
 It runs in its own session (the agent starts it so): its pid is the task's process group.
 """
 
+import json
 import os
+import runpy
+import signal
 import sys
 
 
@@ -39,7 +43,6 @@ def _die_with_parent(agent_pid: int) -> None:
 
 
 def _read_task() -> dict:
-    import json
     chunks = []
     while True:
         chunk = os.read(0, 1 << 16)
@@ -65,7 +68,6 @@ def _setup(task: dict) -> None:
 
 
 def _run_python(kind: str, target: str, args: list[str]) -> None:
-    import runpy
     env = os.environ
     extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     if env.get("PYTHONUNBUFFERED"):
@@ -88,6 +90,7 @@ def _run_python(kind: str, target: str, args: list[str]) -> None:
 
 def main() -> None:
     agent_pid, status_fd = int(sys.argv[1]), int(sys.argv[2])
+    os.set_inheritable(status_fd, False)  # EOF on exec: an exec'd task must not hold it open
     preload = sys.argv[3:]
     del sys.path[0]  # this file's directory: the task's imports must not see the agent's modules
     _die_with_parent(agent_pid)
@@ -100,7 +103,6 @@ def main() -> None:
     _setup(task)
     python = task.get("python")
     if python is None:
-        import signal
         for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # as subprocess's restore_signals does
             signal.signal(sig, signal.SIG_DFL)
         argv = task["argv"]

@@ -3,7 +3,8 @@
 Glossary:
     task        one rank of one attempt of a job, named by its key (job_id, attempt, rank)
     group       every task runs in its own session, so its process group id is its pid; stops
-                and kills always address the whole group (the task and everything it forked)
+                and kills always address the whole group (the task and everything it forked).
+                The group's leader is killed when the agent dies (PR_SET_PDEATHSIG)
     reap        collect an exit status. Each task's pid gets a pidfd watched by the event loop
                 (``loop.add_reader``): no polling, no thread per task. When the leader exits
                 the rest of its group is killed, so an EXITED task has no processes left and
@@ -22,6 +23,7 @@ through the ``on_report`` callback as ``TaskRecord``s; ``report_message`` makes 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import re
@@ -169,7 +171,7 @@ class TaskSupervisor:
         try:
             proc = subprocess.Popen(
                 argv, cwd=cwd, env=self._env(msg), stdin=self._devnull, stdout=log_fd,
-                stderr=log_fd, start_new_session=True, close_fds=True,
+                stderr=log_fd, start_new_session=True, close_fds=True, preexec_fn=_die_with_agent,
             )
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -349,6 +351,16 @@ class TaskSupervisor:
             os.killpg(pgid, sig)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_agent() -> None:
+    """In the child before exec: SIGKILL it when the agent dies (PR_SET_PDEATHSIG), so that a task
+    never outlives its agent (a restarted agent kills what is left anyway) and a job requeued
+    after its node was lost never runs twice."""
+    _LIBC.prctl(1, signal.SIGKILL)
 
 
 def _has_exited(pid: int) -> bool:

@@ -42,6 +42,9 @@ def job_view(job: Job, verdict: Verdict | None = None) -> dict:
         "failures": job.failures,
         "placements": [{"rank": p.rank, "node": p.node_id, "gpus": list(p.gpu_indices)} for p in job.placements],
         "rank_exits": {str(r): c for r, c in job.rank_exits},
+        "scheduled_at": job.scheduled_at,
+        "last_checkpoint_at": job.last_checkpoint_at,
+        "checkpoint_path": job.checkpoint_path,
         "verdict": verdict.code.value if verdict is not None else None,
         "spec": spec_to_dict(spec),
     }
@@ -53,6 +56,7 @@ def node_view(node: Node, used: Resources, used_gpus: set[int], tasks: int, metr
         "hostname": node.hostname,
         "state": node.state.value,
         "cordoned": node.cordoned,
+        "condition": node.condition,
         "gpus": len(node.gpus),
         "free_gpus": len(node.gpus) - len(used_gpus),
         "gpu_type": node.gpu_type,

@@ -122,6 +122,9 @@ def nodes(state: CliState, output: str) -> None:
         click.echo("no nodes registered (start local agents with `hyperion up`)", err=True)
         return
     click.echo(nodes_table(items, now=time.time()))
+    for node in items:
+        if node.get("condition"):
+            click.echo(f"{node['id']}: unhealthy, takes no new work: {node['condition']}")
 
 
 @click.command()

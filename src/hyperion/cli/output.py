@@ -124,6 +124,8 @@ def jobs_table(jobs: Sequence[dict[str, Any]], now: float) -> str:
 
 def node_state(node: dict[str, Any]) -> str:
     state = node.get("state", "-")
+    if node.get("condition"):
+        state += ",unhealthy"
     return f"{state},cordoned" if node.get("cordoned") else state
 
 

@@ -43,11 +43,13 @@ def live(job: Job) -> list[Placement]:
     return [p for p in job.placements if p.rank not in exited]
 
 
-def assign(job: Job, placements: tuple[Placement, ...], reason: str = "", estimate: float | None = None) -> Job:
-    """Place the job's next attempt; ``estimate``: the runtime estimate it was placed with (what
-    backfill expects of it while it runs)."""
+def assign(job: Job, placements: tuple[Placement, ...], reason: str = "", estimate: float | None = None,
+           at: float | None = None) -> Job:
+    """Place the job's next attempt at ``at``; ``estimate``: the runtime estimate it was placed
+    with (what backfill expects of it while it runs)."""
     return replace(job, phase=Phase.SCHEDULED, attempt=job.attempt + 1, placements=placements,
-                   rank_exits=(), exit_code=None, reason=reason, attempt_started_at=None, placed_estimate_s=estimate)
+                   rank_exits=(), exit_code=None, reason=reason, attempt_started_at=None, placed_estimate_s=estimate,
+                   scheduled_at=at)
 
 
 def task_running(job: Job, attempt: int, rank: int, at: float) -> Job:

@@ -140,6 +140,7 @@ class Job:
     failures: int = 0  # attempts that ended in failure (count against spec.max_retries)
     rank_exits: tuple[tuple[int, int], ...] = field(default=())  # (rank, exit code) of this attempt
     attempt_started_at: float | None = None  # when the current attempt started running
+    scheduled_at: float | None = None  # when the current attempt was placed
     attained_gpu_s: float = 0.0  # GPU-seconds run by its earlier attempts (least-attained-service)
     placed_estimate_s: float | None = None  # the runtime estimate the scheduler placed this attempt with
     last_checkpoint_at: float | None = None  # when the job last reported a complete checkpoint (any attempt)

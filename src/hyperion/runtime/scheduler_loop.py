@@ -86,7 +86,7 @@ class SchedulerLoop:
             return 0
         self.service.verdicts = rounds.verdicts
         views = {j.id: j for j in snap.pending} if plan.assignments else {}
-        jobs = [lifecycle.assign(state.jobs[a.job_id], a.placements, estimate=views[a.job_id].runtime_estimate_s)
+        jobs = [lifecycle.assign(state.jobs[a.job_id], a.placements, estimate=views[a.job_id].runtime_estimate_s, at=now)
                 for a in plan.assignments]
         stops = [lifecycle.preempt(state.jobs[e.job_id], f"{e.reason} (scheduling cycle {rounds.cycles})",
                                    handover=e.handover) for e in plan.evictions]

@@ -558,3 +558,42 @@ def test_a_preemptor_offered_again_keeps_what_its_victims_freed():
     assert placed(second) == {"p"} and second.evictions == ()
     without = plan_of(nodes, pending, still, TWO_TEAMS, profile=fifo)
     assert placed(without) == {"a9"}  # what happened before: the borrower took it back
+
+
+# ---- the fast path (handover) -------------------------------------------------------------------
+FULL = [a_job(f"b{i}").gpus(1).running_on("n1", started=0.0, checkpoint=100.0 * i) for i in range(4)]
+
+
+@pytest.mark.parametrize(("option", "priority", "fast"), [
+    ("ultra-low-latency", ULL, True), ("ultra-low-latency", LC, False),
+    ("latency-critical", LC, True), ("latency-critical", ULL, True),
+    ("never", ULL, False),
+])
+def test_handover_places_the_urgent_job_on_its_victims_at_once(option, priority, fast):
+    profile = PROFILES["default"](handover_class=option)
+    snap = a_snapshot(nodes=[a_node("n1").gpus(4)], pending=[a_job("u").gpus(2).priority(priority)], running=FULL,
+                      now=1000.0)
+    plan = schedule(snap, profile)
+    assert len(plan.evictions) == 2 and all(e.handover is fast and e.preemptor == "u" for e in plan.evictions)
+    if fast:
+        (a,) = plan.assignments
+        victims = {i for v in snap.running if v.id in evicted(plan) for _, gpus in v.placements for i in gpus}
+        assert a.job_id == "u" and set(a.placements[0].gpu_indices) == victims and "u" not in plan.verdicts
+    else:
+        assert not plan.assignments and "preemption: waiting" in plan.verdicts["u"].reasons[-1]
+
+
+def test_handover_takes_the_victims_that_lose_the_least_work():
+    # b3 checkpointed last (t=300), b0 never after its start: the two freshest checkpoints go
+    plan = plan_of([a_node("n1").gpus(4)], [a_job("u").gpus(2).priority(ULL)], FULL)
+    assert evicted(plan) == {"b2", "b3"}
+
+
+def test_handover_also_takes_jobs_already_stopping_and_nothing_is_placed_twice():
+    running = [a_job("s").gpus(2).running_on("n1", started=0.0, preempting=True), *FULL[2:]]
+    pending = [a_job("u").gpus(2).priority(ULL), a_job("v").gpus(2).priority(ULL).submitted(5.0)]
+    plan = plan_of([a_node("n1").gpus(4)], pending, running)
+    handed = {e.job_id: e.preemptor for e in plan.evictions if e.handover}
+    assert placed(plan) == {"u", "v"} and set(handed) == {"s", "b2", "b3"}
+    gpus = [g for a in plan.assignments for p in a.placements for g in p.gpu_indices]
+    assert sorted(gpus) == [0, 1, 2, 3]
