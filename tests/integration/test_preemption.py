@@ -161,3 +161,28 @@ def test_an_over_temperature_reading_cordons_the_node_and_a_cool_spell_uncordons
         readings(60, 70)
         c.wait(node, lambda n: not n["condition"], 20, "the node uncordoned")
         assert c.wait_jobs([waiting["id"]], timeout=30)[waiting["id"]]["phase"] == "succeeded"
+
+
+def test_a_node_too_hot_with_drain_stops_its_jobs_which_resume_once_it_cools(tmp_path):
+    args = ("--steps", "60", "--every", "5")
+    expected = uninterrupted("counter.py", tmp_path, *args)
+    out = tmp_path / "counter.json"
+    agent_args = ("--telemetry-file=telemetry.json", "--metrics-interval=0.2", "--cool-readings=2",
+                  "--drain-on-temperature")
+    with LocalCluster(tmp_path / "hyperion", agents=1, gpus_per_agent=1, node_timeout=3.0, agent_args=agent_args) as c:
+        c.wait_nodes()
+        telemetry = c.data_dir / "agents" / "local-1" / "telemetry.json"
+        batch = c.submit({"name": "count", "resources": {"gpus": 1}, "grace_period": "10s",
+                          "command": [PY, str(EXAMPLES / "counter.py"), *args, "--sleep", "0.05", "--out", str(out)]})
+        wait_for(c, batch["id"], lambda j: j["last_checkpoint_at"] is not None, "a first checkpoint")
+        telemetry.write_text(json.dumps({"gpus": [{"index": 0, "temperature_c": 99}]}))
+        drained = wait_for(c, batch["id"], lambda j: j["phase"] == "pending", "the job drained and requeued")
+        assert drained["failures"] == 0 and drained["attempt"] == 1, drained
+        time.sleep(1.0)  # the node is cordoned: the job waits
+        waiting = job(c, batch["id"])
+        assert waiting["phase"] == "pending" and "cordoned" in waiting["reason"], waiting
+        telemetry.write_text(json.dumps({"gpus": [{"index": 0, "temperature_c": 50}]}))
+        done = c.wait_jobs([batch["id"]], timeout=60)[batch["id"]]
+    assert (done["phase"], done["attempt"]) == ("succeeded", 2), done
+    result = json.loads(out.read_text())
+    assert result["resumed_from"] is not None and result["total"] == expected["total"]

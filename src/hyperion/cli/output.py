@@ -32,7 +32,7 @@ JOB_DETAIL_ORDER = (
     "attempt", "node", "nodes", "submitted_at", "started_at", "attempt_started_at", "finished_at", "reason",
 )
 _TIME_FIELDS = frozenset({"submitted_at", "started_at", "attempt_started_at", "finished_at", "last_seen",
-                          "created_at", "registered_at", "updated_at"})
+                          "created_at", "registered_at", "updated_at", "scheduled_at", "last_checkpoint_at"})
 
 
 def dump_json(value: Any) -> str:
