@@ -12,19 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 
 from hyperion import checkpoint
-
-
-def write_atomically(path: str, text: str) -> None:
-    temp = f"{path}.tmp-{os.getpid()}"
-    with open(temp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {"steps": args.steps, "total": state["total"], "resumed_from": resumed_from,
               "attempt": checkpoint.attempt()}
-    write_atomically(args.out, json.dumps(result) + "\n")
+    checkpoint.write_atomically(args.out, json.dumps(result) + "\n")
     print(json.dumps(result), flush=True)
     return 0
 

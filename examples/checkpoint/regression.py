@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import time
 
@@ -59,15 +58,6 @@ def mse(w: list[float], b: float, data: list[tuple[list[float], float]]) -> floa
     return sum((predict(w, b, x) - y) ** 2 for x, y in data) / len(data)
 
 
-def write_atomically(path: str, text: str) -> None:
-    temp = f"{path}.tmp-{os.getpid()}"
-    with open(temp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=500, help="SGD steps in all (default 500)")
@@ -92,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {"loss": mse(state["w"], state["b"], data), "w": state["w"], "b": state["b"], "steps": args.steps,
               "resumed_from": resumed_from, "attempt": checkpoint.attempt()}
-    write_atomically(args.out, json.dumps(result) + "\n")
+    checkpoint.write_atomically(args.out, json.dumps(result) + "\n")
     print(json.dumps(result), flush=True)
     return 0
 

@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 __all__ = [
     "KEEP", "PREEMPTED_EXIT_CODE", "CheckpointError", "attempt", "checkpoint_dir", "exit_preempted", "install",
     "latest", "load_bytes", "load_json", "load_torch", "maybe_checkpoint", "rank", "requested", "save_bytes",
-    "save_json", "save_torch", "stopping",
+    "save_json", "save_torch", "stopping", "write_atomically",
 ]
 
 KEEP = 2  # checkpoints kept per rank
@@ -238,6 +238,31 @@ def _unlink(path: Path) -> None:
         pass
 
 
+def _replace(final: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write ``final`` through a temp file beside it: written, fsynced, then renamed over it."""
+    temp = final.parent / f".tmp-{final.name}-{os.getpid()}-{os.urandom(4).hex()}"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, final)
+    except BaseException:
+        _unlink(temp)
+        raise
+
+
+def write_atomically(path: str | os.PathLike, data: bytes | str) -> Path:
+    """Write a file (a job's final result, say) so that a reader sees the old content or the new,
+    never half of it: temp file, fsync, rename, fsync of the directory."""
+    final = Path(path)
+    raw = data.encode() if isinstance(data, str) else data
+    _replace(final, lambda f: f.write(raw))
+    _fsync_dir(final.parent)
+    return final
+
+
 def _save(write: Callable[[BinaryIO], None], step: int | None) -> Path:
     base = checkpoint_dir()
     if base is None:
@@ -258,17 +283,7 @@ def _save(write: Callable[[BinaryIO], None], step: int | None) -> Path:
             mine = [key[1] for key, _ in _checkpoints(directory) if key[0] == now]
             step = max([_state.last_step, *mine]) + 1
         final = directory / f"ckpt-a{now:06d}-s{step:012d}.ckpt"
-        temp = directory / f".tmp-{final.name}-{os.getpid()}-{os.urandom(4).hex()}"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temp, final)
-        except BaseException:
-            _unlink(temp)
-            raise
+        _replace(final, write)
         _fsync_dir(directory)
     except OSError as exc:
         _state.requested = _state.requested or was_requested

@@ -53,12 +53,8 @@ def urgent_marker(path: Path) -> list[str]:
 
 
 @pytest.fixture
-def one_node(tmp_path):
-    c = LocalCluster(tmp_path / "hyperion", agents=1, gpus_per_agent=2, node_timeout=3.0)
-    c.start()
-    c.wait_nodes()
-    yield c
-    c.stop()
+def one_node(make_cluster):
+    return make_cluster(agents=1, gpus_per_agent=2, node_timeout=3.0)
 
 
 def test_an_urgent_job_takes_the_gpus_at_once_and_the_batch_job_resumes_with_the_same_result(one_node, tmp_path):
@@ -113,18 +109,17 @@ def test_a_job_without_a_checkpoint_handler_is_killed_after_its_grace_period_and
     assert last_of_first - float(marker.read_text()) > 0.5
 
 
-def test_kill_9_of_the_agent_resumes_the_job_from_its_checkpoint_on_another_node(tmp_path):
+def test_kill_9_of_the_agent_resumes_the_job_from_its_checkpoint_on_another_node(make_cluster, tmp_path):
     args = ("--steps", "100", "--every", "5")
     expected = uninterrupted("counter.py", tmp_path, *args)
     out = tmp_path / "counter.json"
-    with LocalCluster(tmp_path / "hyperion", agents=2, gpus_per_agent=1, node_timeout=2.0) as c:
-        c.wait_nodes()
-        batch = c.submit({"name": "count", "resources": {"gpus": 1},
-                          "command": [PY, str(EXAMPLES / "counter.py"), *args, "--sleep", "0.05", "--out", str(out)]})
-        running = wait_for(c, batch["id"], lambda j: j["last_checkpoint_at"] is not None, "a first checkpoint")
-        node = running["placements"][0]["node"]
-        kill_pid(c.agent_pids()[node], signal.SIGKILL)
-        done = c.wait_jobs([batch["id"]], timeout=60)[batch["id"]]
+    c = make_cluster(agents=2, gpus_per_agent=1, node_timeout=2.0)
+    batch = c.submit({"name": "count", "resources": {"gpus": 1},
+                      "command": [PY, str(EXAMPLES / "counter.py"), *args, "--sleep", "0.05", "--out", str(out)]})
+    running = wait_for(c, batch["id"], lambda j: j["last_checkpoint_at"] is not None, "a first checkpoint")
+    node = running["placements"][0]["node"]
+    kill_pid(c.agent_pids()[node], signal.SIGKILL)
+    done = c.wait_jobs([batch["id"]], timeout=60)[batch["id"]]
     assert (done["phase"], done["attempt"], done["failures"]) == ("succeeded", 2, 0), done
     assert done["placements"][0]["node"] != node
     result = json.loads(out.read_text())
@@ -132,57 +127,55 @@ def test_kill_9_of_the_agent_resumes_the_job_from_its_checkpoint_on_another_node
     assert result["total"] == expected["total"]
 
 
-def test_an_over_temperature_reading_cordons_the_node_and_a_cool_spell_uncordons_it(tmp_path):
+def test_an_over_temperature_reading_cordons_the_node_and_a_cool_spell_uncordons_it(make_cluster):
     agent_args = ("--telemetry-file=telemetry.json", "--metrics-interval=0.2", "--cool-readings=3",
                   "--max-gpu-temperature=90", "--resume-gpu-temperature=80")
-    with LocalCluster(tmp_path / "hyperion", agents=1, gpus_per_agent=2, node_timeout=3.0, agent_args=agent_args) as c:
-        c.wait_nodes()
-        telemetry = c.data_dir / "agents" / "local-1" / "telemetry.json"
+    c = make_cluster(agents=1, gpus_per_agent=2, node_timeout=3.0, agent_args=agent_args)
+    telemetry = c.data_dir / "agents" / "local-1" / "telemetry.json"
 
-        def readings(*temps: float) -> None:
-            tmp = telemetry.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"gpus": [{"index": i, "temperature_c": t} for i, t in enumerate(temps)]}))
-            os.replace(tmp, telemetry)
+    def readings(*temps: float) -> None:
+        tmp = telemetry.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"gpus": [{"index": i, "temperature_c": t} for i, t in enumerate(temps)]}))
+        os.replace(tmp, telemetry)
 
-        def node() -> dict:
-            return c.client().get("/v1/nodes").json()["items"][0]
+    def node() -> dict:
+        return c.client().get("/v1/nodes").json()["items"][0]
 
-        readings(60, 95)
-        hot = c.wait(node, lambda n: n["condition"], 20, "the node cordoned")
-        assert "GPU 1 at 95.0 C (limit 90.0 C)" in hot["condition"] and hot["state"] == "ready"
-        waiting = c.submit({"name": "w", "resources": {"gpus": 1}, "command": "true"})
-        pending = wait_for(c, waiting["id"], lambda j: j["verdict"] is not None, "a verdict")
-        assert pending["phase"] == "pending" and "cordoned" in pending["reason"], pending
+    readings(60, 95)
+    hot = c.wait(node, lambda n: n["condition"], 20, "the node cordoned")
+    assert "GPU 1 at 95.0 C (limit 90.0 C)" in hot["condition"] and hot["state"] == "ready"
+    waiting = c.submit({"name": "w", "resources": {"gpus": 1}, "command": "true"})
+    pending = wait_for(c, waiting["id"], lambda j: j["verdict"] is not None, "a verdict")
+    assert pending["phase"] == "pending" and "cordoned" in pending["reason"], pending
 
-        readings(60, 85)  # below the limit, above the resume temperature: still cordoned
-        time.sleep(1.5)
-        assert node()["condition"] and job(c, waiting["id"])["phase"] == "pending"
+    readings(60, 85)  # below the limit, above the resume temperature: still cordoned
+    time.sleep(1.5)
+    assert node()["condition"] and job(c, waiting["id"])["phase"] == "pending"
 
-        readings(60, 70)
-        c.wait(node, lambda n: not n["condition"], 20, "the node uncordoned")
-        assert c.wait_jobs([waiting["id"]], timeout=30)[waiting["id"]]["phase"] == "succeeded"
+    readings(60, 70)
+    c.wait(node, lambda n: not n["condition"], 20, "the node uncordoned")
+    assert c.wait_jobs([waiting["id"]], timeout=30)[waiting["id"]]["phase"] == "succeeded"
 
 
-def test_a_node_too_hot_with_drain_stops_its_jobs_which_resume_once_it_cools(tmp_path):
+def test_a_node_too_hot_with_drain_stops_its_jobs_which_resume_once_it_cools(make_cluster, tmp_path):
     args = ("--steps", "60", "--every", "5")
     expected = uninterrupted("counter.py", tmp_path, *args)
     out = tmp_path / "counter.json"
     agent_args = ("--telemetry-file=telemetry.json", "--metrics-interval=0.2", "--cool-readings=2",
                   "--drain-on-temperature")
-    with LocalCluster(tmp_path / "hyperion", agents=1, gpus_per_agent=1, node_timeout=3.0, agent_args=agent_args) as c:
-        c.wait_nodes()
-        telemetry = c.data_dir / "agents" / "local-1" / "telemetry.json"
-        batch = c.submit({"name": "count", "resources": {"gpus": 1}, "grace_period": "10s",
-                          "command": [PY, str(EXAMPLES / "counter.py"), *args, "--sleep", "0.05", "--out", str(out)]})
-        wait_for(c, batch["id"], lambda j: j["last_checkpoint_at"] is not None, "a first checkpoint")
-        telemetry.write_text(json.dumps({"gpus": [{"index": 0, "temperature_c": 99}]}))
-        drained = wait_for(c, batch["id"], lambda j: j["phase"] == "pending", "the job drained and requeued")
-        assert drained["failures"] == 0 and drained["attempt"] == 1, drained
-        time.sleep(1.0)  # the node is cordoned: the job waits
-        waiting = job(c, batch["id"])
-        assert waiting["phase"] == "pending" and "cordoned" in waiting["reason"], waiting
-        telemetry.write_text(json.dumps({"gpus": [{"index": 0, "temperature_c": 50}]}))
-        done = c.wait_jobs([batch["id"]], timeout=60)[batch["id"]]
+    c = make_cluster(agents=1, gpus_per_agent=1, node_timeout=3.0, agent_args=agent_args)
+    telemetry = c.data_dir / "agents" / "local-1" / "telemetry.json"
+    batch = c.submit({"name": "count", "resources": {"gpus": 1}, "grace_period": "10s",
+                      "command": [PY, str(EXAMPLES / "counter.py"), *args, "--sleep", "0.05", "--out", str(out)]})
+    wait_for(c, batch["id"], lambda j: j["last_checkpoint_at"] is not None, "a first checkpoint")
+    telemetry.write_text(json.dumps({"gpus": [{"index": 0, "temperature_c": 99}]}))
+    drained = wait_for(c, batch["id"], lambda j: j["phase"] == "pending", "the job drained and requeued")
+    assert drained["failures"] == 0 and drained["attempt"] == 1, drained
+    time.sleep(1.0)  # the node is cordoned: the job waits
+    waiting = job(c, batch["id"])
+    assert waiting["phase"] == "pending" and "cordoned" in waiting["reason"], waiting
+    telemetry.write_text(json.dumps({"gpus": [{"index": 0, "temperature_c": 50}]}))
+    done = c.wait_jobs([batch["id"]], timeout=60)[batch["id"]]
     assert (done["phase"], done["attempt"]) == ("succeeded", 2), done
     result = json.loads(out.read_text())
     assert result["resumed_from"] is not None and result["total"] == expected["total"]

@@ -307,3 +307,11 @@ def test_an_example_preempted_and_resumed_ends_like_an_uninterrupted_run(tmp_pat
     resumed = json.loads(out.read_text())
     assert resumed["attempt"] == 2 and 10 <= resumed["resumed_from"] < 200 and fresh["resumed_from"] is None
     assert [resumed[k] for k in keys] == [fresh[k] for k in keys]
+
+
+def test_write_atomically_replaces_a_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "result.json"
+    target.write_text("old")
+    assert checkpoint.write_atomically(target, '{"loss": 1}') == target
+    checkpoint.write_atomically(str(target), b'{"loss": 0.5}')
+    assert target.read_text() == '{"loss": 0.5}' and os.listdir(tmp_path) == ["result.json"]
