@@ -47,6 +47,15 @@ def wait_for(c: LocalCluster, job_id: str, pred, what: str, timeout: float = 30.
     return c.wait(lambda: job(c, job_id), pred, timeout, what)
 
 
+def running_process(pid: int) -> bool:
+    """Whether ``pid`` is a live process (not a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"
+
+
 def urgent_marker(path: Path) -> list[str]:
     """An urgent job that records when its first instruction ran."""
     return [PY, "-c", f"import time; open({str(path)!r}, 'w').write(repr(time.time()))"]
@@ -118,7 +127,11 @@ def test_kill_9_of_the_agent_resumes_the_job_from_its_checkpoint_on_another_node
                       "command": [PY, str(EXAMPLES / "counter.py"), *args, "--sleep", "0.05", "--out", str(out)]})
     running = wait_for(c, batch["id"], lambda j: j["last_checkpoint_at"] is not None, "a first checkpoint")
     node = running["placements"][0]["node"]
+    journal = (c.data_dir / "agents" / node / "tasks.jsonl").read_text().splitlines()
+    task_pid = [json.loads(ln)["pid"] for ln in journal if json.loads(ln)["state"] == "running"][-1]
     kill_pid(c.agent_pids()[node], signal.SIGKILL)
+    # the task dies with its agent (PR_SET_PDEATHSIG): the job never runs twice
+    c.wait(lambda: running_process(task_pid), lambda alive: not alive, 10, f"task {task_pid} gone")
     done = c.wait_jobs([batch["id"]], timeout=60)[batch["id"]]
     assert (done["phase"], done["attempt"], done["failures"]) == ("succeeded", 2, 0), done
     assert done["placements"][0]["node"] != node
