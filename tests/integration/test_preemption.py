@@ -86,7 +86,10 @@ def test_an_urgent_job_takes_the_gpus_at_once_and_the_batch_job_resumes_with_the
     result = json.loads(out.read_text())
     assert result["resumed_from"] is not None and result["attempt"] == 2  # it did not start over
     assert (result["loss"], result["w"], result["b"]) == (expected["loss"], expected["w"], expected["b"])
-    # the fast path: the urgent job ran while the batch job's first attempt was still stopping
+    # the fast path: the agent froze the batch job, started the urgent one, then asked it to checkpoint
+    log = (c.data_dir / "agents" / "local-1" / "agent.log").read_text()
+    froze = log.index(f"fast path: froze [('{batch['id']}', 1, 0)], started ('{urgent['id']}', 1, 0)")
+    assert froze < log.index(f"stopping ('{batch['id']}', 1, 0) (preempted for job {urgent['id']}")
     assert float(marker.read_text()) < b["attempt_started_at"]
 
 

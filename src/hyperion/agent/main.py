@@ -127,10 +127,11 @@ class Agent:
         kind = msg.WhichOneof("kind")
         if kind == "start":
             first = msg.start.preempt_first
-            for stop in first:  # the fast path: freeze the victims, start at once, then stop them
-                self.tasks.freeze(_key(stop.task))
-            self.tasks.start(msg.start)
+            frozen = [_key(stop.task) for stop in first if self.tasks.freeze(_key(stop.task))]
+            self.tasks.start(msg.start)  # the fast path: victims frozen, start at once, then stop them
             if first:
+                log.info("fast path: froze %s, started %s; asking them to checkpoint", frozen or "none",
+                         _key(msg.start.task))
                 asyncio.get_running_loop().call_soon(self._stop_all, list(first))
         elif kind == "stop":
             self.tasks.stop(_key(msg.stop.task), msg.stop.grace_s, msg.stop.reason)
