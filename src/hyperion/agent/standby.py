@@ -49,6 +49,17 @@ class Worker:
         stdin.write(json.dumps(task).encode())
         stdin.close()
 
+    def discard(self) -> None:
+        """Kill and reap a worker that will not be used."""
+        if self.proc.stdin is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:  # its pipe is broken: the worker is gone
+                pass
+        self.proc.kill()
+        self.proc.wait()
+        os.close(self.status_fd)
+
 
 class StandbyPool:
     def __init__(self, size: int, preload: tuple[str, ...] = (), python: str = sys.executable) -> None:
@@ -68,7 +79,7 @@ class StandbyPool:
             worker = self._ready.popleft()
             if worker.proc.poll() is None:
                 return worker
-            os.close(worker.status_fd)
+            worker.discard()
             log.warning("standby worker %d died (status %s); not used", worker.proc.pid, worker.proc.returncode)
         return None
 

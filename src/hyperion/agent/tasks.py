@@ -130,10 +130,13 @@ class TaskSupervisor:
             try:
                 worker.hand({"argv": argv, "env": env, "cwd": cwd, "log": log_path,
                              "python": python_entry(argv, env, self.standby.python)})
-            except OSError as exc:
-                return self._fail(record, f"cannot hand the task to a standby worker: {exc}")
-            proc, start_ticks = worker.proc, worker.start_ticks
+            except OSError as exc:  # it died since it was taken: the ordinary path then
+                log.warning("standby worker %d lost (%s); spawning %s", worker.proc.pid, exc, key)
+                worker.discard()
+                worker = None
             self._loop.call_later(0.05, self.standby.fill)  # a replacement, off the critical path
+        if worker is not None:
+            proc, start_ticks = worker.proc, worker.start_ticks
         else:
             proc, start_ticks = self._spawn(record, msg, cwd, log_path)
             if proc is None:

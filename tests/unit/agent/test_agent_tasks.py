@@ -136,3 +136,75 @@ def test_without_pidfds_exits_are_reaped_on_sigchld(tmp_path):
         sup.start(start_msg("b", ["sleep 0.2; exit 6"]))
         return await finished(reports, "a"), await finished(reports, "b")
     assert supervise(tmp_path, scenario) == (("a", "exited", 5), ("b", "exited", 6))
+
+
+# ---- the fast path: standby workers and freezing ------------------------------------------------
+def supervise_with_pool(tmp_path, scenario):
+    from hyperion.agent.standby import StandbyPool
+
+    async def main():
+        reports: list[tuple[str, str, int]] = []
+        pool = StandbyPool(1)
+        pool.fill()
+        sup = TaskSupervisor(tmp_path, "n1", TaskJournal(tmp_path / "tasks.jsonl"),
+                             lambda r: reports.append((r.job_id, r.state, r.exit_code)),
+                             base_env={"PATH": os.environ["PATH"]}, standby=pool)
+        try:
+            return await asyncio.wait_for(scenario(sup, reports, pool), WAIT)
+        finally:
+            await sup.stop_all(0.1, "test over")
+            sup.close()
+            pool.close()
+    return asyncio.run(main())
+
+
+def process_state(pid: int) -> str:
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return "gone"
+    return stat[stat.rfind(")") + 2]
+
+
+def test_an_urgent_task_starts_from_the_standby_worker_and_a_frozen_one_checkpoints_when_stopped(tmp_path):
+    import sys
+
+    async def scenario(sup, reports, pool):
+        worker_pid = pool._ready[0].proc.pid
+        code = ("import signal, sys, time\n"
+                "signal.signal(signal.SIGTERM, lambda *a: (print('checkpointed', flush=True), sys.exit(143)))\n"
+                "print('up', flush=True)\n"
+                "while True: time.sleep(0.01)\n")
+        sup.start(start_msg("victim", [sys.executable, "-c", code]))
+        log = tmp_path / "tasks/victim/0-0.log"
+        while "up" not in (log.read_text() if log.exists() else ""):
+            await asyncio.sleep(0.01)
+        victim_pid = sup.journal.records[("victim", 0, 0)].pid
+        assert sup.freeze(("victim", 0, 0)) and not sup.freeze(("victim", 0, 0))  # frozen once
+        while process_state(victim_pid) != "T":
+            await asyncio.sleep(0.01)
+        sup.start(start_msg("urgent", [sys.executable, "-c", "print('urgent ran')"], urgent=True))
+        urgent = sup.journal.records[("urgent", 0, 0)]
+        sup.stop(("victim", 0, 0), 5.0, "preempted for urgent")  # thaws it with the request
+        return worker_pid, urgent.pid, await finished(reports, "urgent"), await finished(reports, "victim")
+
+    worker_pid, urgent_pid, urgent, victim = supervise_with_pool(tmp_path, scenario)
+    assert urgent_pid == worker_pid and urgent == ("urgent", "exited", 0)
+    assert "urgent ran" in (tmp_path / "tasks/urgent/0-0.log").read_text()
+    assert victim == ("victim", "exited", 143) and "checkpointed" in (tmp_path / "tasks/victim/0-0.log").read_text()
+
+
+def test_an_urgent_task_is_spawned_when_its_standby_worker_died_after_it_was_taken(tmp_path):
+    import sys
+
+    async def scenario(sup, reports, pool):
+        worker = pool.take()
+        worker.proc.kill()  # it dies after it was taken: handing it the task breaks its pipe
+        worker.proc.wait()
+        pool.take = lambda: worker
+        sup.start(start_msg("urgent", [sys.executable, "-c", "print('spawned')"], urgent=True))
+        return worker.proc.pid, sup.journal.records[("urgent", 0, 0)].pid, await finished(reports, "urgent")
+
+    worker_pid, pid, urgent = supervise_with_pool(tmp_path, scenario)
+    assert pid != worker_pid and urgent == ("urgent", "exited", 0)
+    assert "spawned" in (tmp_path / "tasks/urgent/0-0.log").read_text()
