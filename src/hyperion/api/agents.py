@@ -167,7 +167,7 @@ class AgentHub(agent_pb2_grpc.AgentControlServicer):
             labels=tuple(sorted(hello.labels.items())), state=NodeState.READY,
             cordoned=old.cordoned if old else False, gpus_logical=hello.gpus_logical,
             registered_at=old.registered_at if old else now, last_seen=now, version=hello.version,
-            condition="" if not hello.HasField("condition") or hello.condition.healthy else hello.condition.reason or "unhealthy")
+            condition=_unhealthy(hello.condition) if hello.HasField("condition") else "")
         self.state.put_node(node)
         log.info("agent %s connected: %d GPU(s) %s", node.id, len(node.gpus), node.gpu_type)
 
@@ -244,7 +244,7 @@ class AgentHub(agent_pb2_grpc.AgentControlServicer):
         node = self.state.nodes.get(node_id)
         if node is None:
             return
-        reason = "" if c.healthy else (c.reason or "unhealthy")
+        reason = _unhealthy(c)
         if reason != node.condition:
             if reason:
                 log.warning("node %s unhealthy: %s; it takes no new work", node_id, reason)
@@ -258,15 +258,22 @@ class AgentHub(agent_pb2_grpc.AgentControlServicer):
     def drain(self, node_id: str, reason: str) -> None:
         """Stop the jobs running on a node (each with its grace period to checkpoint); they go
         back to their queues."""
+        self._end_jobs_on(node_id, lambda job: lifecycle.preempt(job, reason), reason)
+
+    def _end_jobs_on(self, node_id: str, change, why: str) -> None:
+        """Apply ``change`` (a lifecycle function: job -> (new job, ranks to stop)) to every job
+        with a live task on the node, commit them together, then stop the ranks it names."""
         changed, stops = [], []
         for job_id in sorted({j for j, _ in self.state.node_tasks.get(node_id, {})}):
-            job, to_stop = lifecycle.preempt(self.state.jobs[job_id], reason)
-            if job is not self.state.jobs[job_id]:
+            old = self.state.jobs[job_id]
+            job, to_stop = change(old)
+            if job is not old:
                 changed.append(job)
+            if to_stop:
                 stops.append((job, to_stop))
         self.state.update_jobs(changed)
         for job, placements in stops:
-            self.stop(job, placements, reason)
+            self.stop(job, placements, why)
 
     # ---- node loss -----------------------------------------------------------------------
     def node_lost(self, node_id: str) -> None:
@@ -278,16 +285,13 @@ class AgentHub(agent_pb2_grpc.AgentControlServicer):
         log.warning("node %s missed its heartbeats: marking it not ready and ending its tasks", node_id)
         if node.state is not NodeState.NOT_READY:
             self.state.put_node(replace(node, state=NodeState.NOT_READY))
-        changed, stops = [], []
-        for job_id in {j for j, _ in self.state.node_tasks.get(node_id, {})}:
-            job, to_stop = lifecycle.node_lost(self.state.jobs[job_id], node_id, now)
-            changed.append(job)
-            if to_stop:
-                stops.append((job, to_stop))
-        self.state.update_jobs(changed)
-        for job, placements in stops:
-            self.stop(job, placements, f"node {node_id} lost")
+        self._end_jobs_on(node_id, lambda job: lifecycle.node_lost(job, node_id, now), f"node {node_id} lost")
         session = self.sessions.pop(node_id, None)
         if session is not None:
             session.close()
         self.service.wake()
+
+
+def _unhealthy(c: apb.NodeCondition) -> str:
+    """``Node.condition`` from an agent's verdict: why the node is unhealthy, "" if it is not."""
+    return "" if c.healthy else (c.reason or "unhealthy")

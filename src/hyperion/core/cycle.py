@@ -29,7 +29,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from hyperion.core.capacity import Capacity, Slot
-from hyperion.core.framework import OPTIONS, Profile
+from hyperion.core.framework import CLASS_FLOOR, OPTIONS, Profile
 from hyperion.core.ledger import Ledger, usage_of
 from hyperion.model import (
     Assign,
@@ -38,16 +38,12 @@ from hyperion.model import (
     JobView,
     Placement,
     Plan,
-    Priority,
     Resources,
     RunningView,
     Snapshot,
     Verdict,
     VerdictCode,
 )
-
-_HANDOVER = {"ultra-low-latency": Priority.ULTRA_LOW_LATENCY, "latency-critical": Priority.LATENCY_CRITICAL,
-             "never": None}
 
 # At most this many feasible nodes are scored per replica (kube-scheduler's
 # percentageOfNodesToScore idea): scoring every node of a 10,000-node cluster for every job
@@ -460,7 +456,7 @@ class Cycle:
 
     def _hand_over(self, job: JobView, plan: Preemption) -> bool:
         """The fast path: place ``job`` now on what its victims (and the jobs it waits on) hold."""
-        cls = _HANDOVER[self.opt["handover_class"]]
+        cls = CLASS_FLOOR[self.opt["handover_class"]]
         if cls is None or job.priority < cls:
             return False
         freed = plan.victims + plan.waiting_on

@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hyperion.model import Priority
+
 PLUGINS: dict[str, type] = {}
 
 
@@ -71,13 +73,17 @@ def _number(lo: float, hi: float, open_lo: bool = False) -> Callable[[object], f
 
 
 # name -> (default, validator). Semantics and reasons: docs/adr/0003-queues-fair-share-preemption.md
+# options naming the lowest priority class a rule applies to ("never": to none)
+CLASS_FLOOR: dict[str, Priority | None] = {"ultra-low-latency": Priority.ULTRA_LOW_LATENCY,
+                                           "latency-critical": Priority.LATENCY_CRITICAL, "never": None}
+
 OPTIONS: dict[str, tuple[Any, Callable[[object], Any]]] = {
     "victim_order": ("borrowers-first", _choice("borrowers-first", "cheapest-first")),
     "reclaim_priority": ("lower-or-equal", _choice("lower-or-equal", "lower", "any")),
     "share_basis": ("usage", _choice("usage", "borrowed")),
     "share_order": ("current", _choice("current", "after-admission")),
     "lend_while_pending": (True, _flag),
-    "cross_queue_class_preemption": ("ultra-low-latency", _choice("ultra-low-latency", "latency-critical", "never")),
+    "cross_queue_class_preemption": ("ultra-low-latency", _choice(*CLASS_FLOOR)),
     "half_life_s": (86400.0, _number(0, 10 * 365 * 86400.0, open_lo=True)),
     "history_weight": (0.5, _number(0, 1)),
     # who may evict whom: "class" (the tiers of core/plugins/preemption.py) or, in addition,
@@ -89,7 +95,7 @@ OPTIONS: dict[str, tuple[Any, Callable[[object], Any]]] = {
     # the fast path: a job of this class or higher that needs evictions is placed on its victims'
     # resources in the same cycle (they are frozen, then checkpoint and stop in the background);
     # lower classes wait for their victims to stop (they checkpoint first)
-    "handover_class": ("ultra-low-latency", _choice("ultra-low-latency", "latency-critical", "never")),
+    "handover_class": ("ultra-low-latency", _choice(*CLASS_FLOOR)),
 }
 
 

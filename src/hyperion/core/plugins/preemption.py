@@ -29,11 +29,9 @@ The search, on the cycle's working copy (reverted before returning):
 from __future__ import annotations
 
 from hyperion.core.cycle import Cycle, Preemption
-from hyperion.core.framework import plugin
+from hyperion.core.framework import CLASS_FLOOR, plugin
 from hyperion.core.plugins.attained_service import level
 from hyperion.model import JobView, Priority, RunningView
-
-_CROSS = {"ultra-low-latency": Priority.ULTRA_LOW_LATENCY, "latency-critical": Priority.LATENCY_CRITICAL, "never": None}
 
 
 @plugin("preemption")
@@ -173,7 +171,7 @@ def _tier(v: RunningView, job: JobView, cycle: Cycle, reclaim: bool, cohort: str
         rule = opt["reclaim_priority"]
         if rule == "any" or (rule == "lower-or-equal" and v.priority <= job.priority):
             return (0, True)
-    cross = _CROSS[opt["cross_queue_class_preemption"]]
+    cross = CLASS_FLOOR[opt["cross_queue_class_preemption"]]
     if lower and cross is not None and job.priority >= cross:
         return (0 if cheapest else 2, False)
     return None
