@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from hyperion.api import auth
+from hyperion.api.accounting import Accountant
+from hyperion.api.events import EventLog
 from hyperion.api.errors import BadRequest, Forbidden, Invalid, NotFound, Unauthorized
 from hyperion.api.logs import LogStore
 from hyperion.api.spec import QueueDoc, SpecError, TeamDoc, parse_job, validate_document
@@ -49,6 +51,8 @@ class ControlService:
         self._team_by_digest = {t.token_sha256: t.name for t in state.teams.values()}
         self.verdicts: dict[str, Verdict] = {}
         self.metrics: dict[str, deque[NodeMetrics]] = {}
+        self.events = EventLog(state, clock)
+        self.accountant = Accountant(state, clock, self.metrics, self.events)
         self.dispatcher: Dispatcher | None = None
         self.wake: Callable[[], None] = lambda: None
         self.explainer: Callable[[str], Explanation | None] = lambda job_id: None

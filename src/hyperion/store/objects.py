@@ -34,7 +34,7 @@ from hyperion.model.codec import (
     team_to_dict,
 )
 from hyperion.model.queue import QueueSpec, demand
-from hyperion.ports.store import Compare, Put, StateStore
+from hyperion.ports.store import Compare, Delete, Put, StateStore
 
 JOBS, NODES, TEAMS, QUEUES, RECORDS = "jobs/", "nodes/", "teams/", "queues/", "records/"
 
@@ -81,6 +81,9 @@ class ClusterState:
         # (``model.queue.demand``, GPUs charged to the node's type): quota, fair share, listings
         self.queue_usage: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.user_usage: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        # called with (job, task, held) whenever a live task starts or stops holding its resources
+        # (the accountant's meter); not for what ``_load`` finds
+        self.task_listeners: list = []
         self._load()
 
     # ---- loading -------------------------------------------------------------------------
@@ -136,6 +139,8 @@ class ClusterState:
         """Count a live task in what its queue (and its user in the queue) holds."""
         if not holds(job):
             return
+        for listener in self.task_listeners:
+            listener(job, task, sign > 0)
         node = self.nodes.get(task.node_id)
         spec = job.spec
         gpu_type = node.gpu_type if node is not None else spec.gpu_type or ""
@@ -232,6 +237,35 @@ class ClusterState:
 
     def put_record(self, name: str, data: dict) -> None:
         self._put(RECORDS + name, data)
+
+    def records(self, prefix: str) -> list[tuple[str, dict]]:
+        """Every record whose name starts with ``prefix``, in name order, as (name, data)."""
+        out = []
+        for kv in self.store.range(RECORDS + prefix):
+            self._revs[kv.key] = kv.mod_revision
+            out.append((kv.key[len(RECORDS):], orjson.loads(kv.value)))
+        return out
+
+    def write_records(self, puts: dict[str, dict], deletes: Iterable[str] = ()) -> None:
+        """Create, replace and delete records in one guarded transaction: all or nothing."""
+        compares, ops = [], []
+        for name, data in puts.items():
+            key = RECORDS + name
+            compares.append(Compare(key, self._revs.get(key, 0)))
+            ops.append(Put(key, orjson.dumps(data)))
+        for name in deletes:
+            key = RECORDS + name
+            compares.append(Compare(key, self._revs.get(key, 0)))
+            ops.append(Delete(key))
+        if not ops:
+            return
+        res = self.store.txn(compares, ops)
+        if not res.succeeded:
+            raise ConflictError(f"store changed under the control plane (keys {', '.join(res.failed_keys)})")
+        for name in puts:
+            self._revs[RECORDS + name] = res.revision
+        for name in deletes:
+            self._revs.pop(RECORDS + name, None)
 
     def _put(self, key: str, data: dict) -> None:
         res = self.store.txn([Compare(key, self._revs.get(key, 0))], [Put(key, orjson.dumps(data))])
