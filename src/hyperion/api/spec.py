@@ -48,11 +48,13 @@ from pydantic import (
 )
 
 from hyperion.model import Framework, JobSpec, Priority, Resources
+from hyperion.model.cost import BudgetSpec, Rates
 from hyperion.model.quantity import size_in_bytes
 from hyperion.model.queue import QueueSpec, gpu_key
 
 __all__ = [
-    "API_VERSION", "KINDS", "Count", "CpuAmount", "DataDoc", "Document", "DocumentModel", "FieldError", "JobDoc",
+    "API_VERSION", "KINDS", "BudgetDoc", "IdlePolicyDoc", "PricingDoc",
+    "Count", "CpuAmount", "DataDoc", "Document", "DocumentModel", "FieldError", "JobDoc",
     "Name", "PositiveSeconds", "Seconds", "Size", "StrictModel", "Text", "QueueDoc", "QuotaDoc", "ResourcesDoc",
     "SpecError", "TeamDoc", "join_path", "load_documents", "parse_bytes", "parse_duration", "parse_job",
     "parse_millicores", "parse_time", "split_path", "validate_document",
@@ -363,6 +365,14 @@ class DataDoc(_Strict):
     size: Size | None = None
 
 
+class IdlePolicyDoc(_Strict):
+    """Stop (with a checkpoint) a job whose GPUs all stay below ``gpu_utilization`` percent for
+    ``window``: they are reclaimed for others. On a job or, as the default of its jobs, on a team."""
+
+    gpu_utilization: float = Field(5.0, ge=0, le=100, allow_inf_nan=False)  # percent
+    window: PositiveSeconds = 1800.0
+
+
 @_kind
 class JobDoc(_Document):
     kind: Literal["Job"] = "Job"
@@ -388,6 +398,7 @@ class JobDoc(_Document):
     max_retries: int = Field(0, ge=0, le=100)
     runtime_estimate: PositiveSeconds | None = None
     grace_period: Seconds = 10.0
+    idle_policy: IdlePolicyDoc | None = None  # else the team's
 
     @model_validator(mode="after")
     def _cross_check(self) -> JobDoc:
@@ -420,6 +431,8 @@ class JobDoc(_Document):
             data_size=self.data.size if self.data else None, max_price_per_hour=self.max_price_per_hour,
             labels=tuple(sorted(self.labels.items())), max_retries=self.max_retries,
             runtime_estimate_s=self.runtime_estimate, grace_period_s=self.grace_period,
+            idle_gpu_utilization=self.idle_policy.gpu_utilization if self.idle_policy else None,
+            idle_window_s=self.idle_policy.window if self.idle_policy else None,
         )
 
 
@@ -428,6 +441,7 @@ class TeamDoc(_Document):
     kind: Literal["Team"] = "Team"
     name: Name
     token: str | None = Field(None, min_length=16, repr=False)  # None: the service generates one
+    idle_policy: IdlePolicyDoc | None = None  # for the team's jobs that set none
 
 
 class QuotaDoc(_Strict):
@@ -497,6 +511,57 @@ class QueueDoc(_Document):
         )
 
 
+Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+@_kind
+class BudgetDoc(_Document):
+    """A team's allowance per period, in USD and/or GPU-hours (at least one)."""
+
+    kind: Literal["Budget"] = "Budget"
+    name: Name
+    team: Name
+    period: Literal["day", "week", "month"] = "month"
+    usd: Money | None = None
+    gpu_hours: Money | None = None
+    action: Literal["hold", "reject"] = "hold"  # what admission does with a job that does not fit what is left
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> BudgetDoc:
+        problems = self.presence_problems({"usd": self.usd, "gpu_hours": self.gpu_hours})
+        if problems:
+            raise _Problems(problems)
+        return self
+
+    @classmethod
+    def presence_problems(cls, data: dict) -> list[tuple[tuple[str, ...], str]]:
+        if data.get("usd") is None and data.get("gpu_hours") is None:
+            return [(("usd",), "a budget needs `usd:` and/or `gpu_hours:` (the allowance per period)")]
+        return []
+
+    def to_spec(self) -> BudgetSpec:
+        return BudgetSpec(self.name, self.team, self.period, self.usd, self.gpu_hours, self.action)
+
+
+@_kind
+class PricingDoc(_Document):
+    """The cluster's rates for nodes without a price of their own (see ``model.cost.Rates``); one
+    per cluster, named ``default``. ``"*"`` in a mapping is the default for types not listed."""
+
+    kind: Literal["Pricing"] = "Pricing"
+    name: Literal["default"] = "default"
+    gpu_hour_usd: dict[Text, Money] = {"*": 1.0}     # on-prem amortised USD per GPU-hour, by GPU type
+    cpu_hour_usd: Money = 0.0                        # USD per core-hour for jobs without GPUs
+    gpu_watts: dict[Text, Money] = {"*": 300.0}      # power of a busy GPU when telemetry has none
+    busy_fraction: float = Field(1.0, ge=0, le=1, allow_inf_nan=False)
+    pue: float = Field(1.0, ge=1, le=5, allow_inf_nan=False)
+    carbon_intensity: Money = 400.0                  # gCO2e per kWh of the grid
+
+    def to_rates(self) -> Rates:
+        return Rates(dict(self.gpu_hour_usd), self.cpu_hour_usd, dict(self.gpu_watts), self.busy_fraction, self.pue,
+                     self.carbon_intensity)
+
+
 def _amount(key: str, v: int) -> str:
     """An amount of a resource key as a document would write it: ``8``, ``500m`` (CPUs), ``16Gi``."""
     if key == "cpus":
@@ -506,7 +571,7 @@ def _amount(key: str, v: int) -> str:
     return str(v)
 
 
-Document = JobDoc | TeamDoc | QueueDoc  # for annotations; KINDS is the registry
+Document = JobDoc | TeamDoc | QueueDoc | BudgetDoc | PricingDoc  # for annotations; KINDS is the registry
 # the base of documents of other registries (``load_documents(kinds=...)``, e.g. the simulator's
 # ``kind: Cluster``) and of their nested mappings
 DocumentModel = _Document

@@ -79,20 +79,22 @@ def expected(gpus: int, cpus_milli: int, gpu_type: str | None, estimate_s: float
 
 
 def check(team: str, gpus: int, cpus_milli: int, gpu_type: str | None, estimate_s: float | None,
-          budgets: Iterable[BudgetView], prices: Mapping[str, float], whole: bool = False) -> str | None:
+          budgets: Iterable[BudgetView], prices: Mapping[str, float], whole: bool = False,
+          committed: tuple[float, float] = (0.0, 0.0)) -> str | None:
     """Why the team's budgets do not admit this job, or None. ``whole``: compare with the whole
-    limit instead of what is left (a job that can never fit, for ``action: reject``)."""
+    limit instead of what is left (a job that can never fit). ``committed``: (USD, GPU-hours) the
+    team's running jobs are still expected to use (their estimates); it is not left for this one."""
     exp_usd, exp_gpu_h = expected(gpus, cpus_milli, gpu_type, estimate_s, prices)
     for b in budgets:
         if b.team != team:
             continue
-        for unit, limit, spent, exp in (("usd", b.usd, b.spent_usd, exp_usd),
-                                        ("gpu_hours", b.gpu_hours, b.spent_gpu_hours, exp_gpu_h)):
+        for unit, limit, spent, exp, owed in (("usd", b.usd, b.spent_usd, exp_usd, committed[0]),
+                                              ("gpu_hours", b.gpu_hours, b.spent_gpu_hours, exp_gpu_h, committed[1])):
             if limit is None:
                 continue
-            left = limit if whole else limit - spent
+            left = limit if whole else limit - spent - owed
             name = f"budget {b.name!r} of team {team!r}"
-            if not whole and left <= 0:
+            if not whole and limit - spent <= 0:
                 return (f"{name}: {_fmt(unit, spent)} spent of {_fmt(unit, limit)} this {b.period}; "
                         f"the job waits until the period ends at {_utc(b.period_end)} or the budget is raised")
             if exp is not None and exp > left + 1e-9:
@@ -104,10 +106,29 @@ def check(team: str, gpus: int, cpus_milli: int, gpu_type: str | None, estimate_
                     return (f"{name}: this job is expected to cost {_fmt(unit, exp)} ({how}), more than the whole "
                             f"{b.period}ly budget of {_fmt(unit, limit)}; ask for fewer GPUs or a shorter runtime_estimate, "
                             "or raise the budget")
-                return (f"{name}: this job is expected to cost {_fmt(unit, exp)} ({how}) but only {_fmt(unit, left)} of "
-                        f"{_fmt(unit, limit)} is left this {b.period} ({_fmt(unit, spent)} spent); it waits until "
+                owing = f", {_fmt(unit, owed)} still expected by running jobs" if owed > 0 else ""
+                return (f"{name}: this job is expected to cost {_fmt(unit, exp)} ({how}) but only {_fmt(unit, max(left, 0.0))} "
+                        f"of {_fmt(unit, limit)} is left this {b.period} ({_fmt(unit, spent)} spent{owing}); it waits until "
                         f"{_utc(b.period_end)} or until the budget is raised")
     return None
+
+
+def committed(views: Iterable, now: float, prices: Mapping[str, float]) -> dict[str, tuple[float, float]]:
+    """Team -> (USD, GPU-hours) its running jobs (``RunningView``s) are still expected to use: the
+    rest of their runtime estimate at the price of their GPU type; jobs without one count nothing."""
+    out: dict[str, tuple[float, float]] = {}
+    for v in views:
+        if v.preempting or v.runtime_estimate_s is None:
+            continue
+        started = v.started_at if v.started_at is not None else now
+        left_h = max(0.0, started + v.runtime_estimate_s - now) / 3600.0
+        if left_h <= 0:
+            continue
+        gpus = v.gpus
+        usd = job_price(v.gpu_type, gpus, v.per_replica.cpus_milli * len(v.placements), prices) * left_h
+        a, b = out.get(v.team, (0.0, 0.0))
+        out[v.team] = (a + usd, b + gpus * left_h)
+    return out
 
 
 def _fmt(unit: str, value: float) -> str:

@@ -363,12 +363,24 @@ class Cycle:
         return (cls, qkey, hkey, queue)  # equal queue keys: the head that goes first in a queue
 
     def run(self) -> Plan:
+        gates = self.profile.serving("gate")
         for job in self.ordered():
             self.order.append(job.id)
+            if gates and self._gated(job, gates):
+                continue
             self.consider(job)
         wakes = [w for p in self.profile.serving("wake_at") if (w := p.wake_at(self)) is not None] if self.verdicts else []
         return Plan(tuple(self.assignments), self.verdicts, tuple(self.evictions),
                     self.carried + tuple(self.new_holds), tuple(self.order), min(wakes) if wakes else None)
+
+    def _gated(self, job: JobView, gates) -> bool:
+        """A ``gate`` plugin keeps the job out of this cycle (a budget): UNRESOLVABLE, its reason."""
+        for g in gates:
+            why = g.gate(job, self)
+            if why is not None:
+                self.verdicts[job.id] = Verdict(VerdictCode.UNRESOLVABLE, (why,), g.name)
+                return True
+        return False
 
     def consider(self, job: JobView) -> None:
         nominated = self._nominated.pop(job.id, None)

@@ -14,11 +14,15 @@ end first has no runtime estimate, the start is unknown and the explanation says
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import accumulate
 
 from hyperion.core.cycle import within_queue_order
 from hyperion.core.framework import Profile
-from hyperion.model import JobView, Plan, RunningView, Snapshot, Verdict
+from hyperion.model import Hold, JobView, Plan, RunningView, Snapshot, Verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,42 +53,78 @@ def order_of(snapshot: Snapshot, profile: Profile, plan: Plan) -> list[JobView]:
 
 
 def explain(snapshot: Snapshot, profile: Profile, plan: Plan, job_id: str) -> Explanation | None:
+    return explain_many(snapshot, profile, plan, (job_id,)).get(job_id)
+
+
+def explain_many(snapshot: Snapshot, profile: Profile, plan: Plan, job_ids: Iterable[str]) -> dict[str, Explanation]:
+    """``explain`` for several pending jobs (a page of the dashboard's queue view): the order,
+    the queues, the free GPUs and the running jobs' ends are worked out once, not per job."""
     order = order_of(snapshot, profile, plan)
-    at = next((i for i, j in enumerate(order) if j.id == job_id), None)
-    if at is None:
-        return None
-    job = order[at]
-    ahead = tuple(order[:at])
-    mates = [j for j in order if j.queue == job.queue]
-    hold = next((h for h in plan.holds if h.job_id == job_id), None)
-    if hold is not None and hold.until is not None:
-        start, basis = max(snapshot.now, hold.until), "reserved: resources are held for this job from then (EASY backfill)"
-    else:
-        start, basis = _estimate(snapshot, job, ahead)
-    return Explanation(job_id, at + 1, len(order), job.queue, mates.index(job) + 1, len(mates), ahead,
-                       plan.verdicts.get(job_id), start, basis)
+    wanted = set(job_ids)
+    at = {j.id: i for i, j in enumerate(order) if j.id in wanted}
+    if not at:
+        return {}
+    in_queue: Counter[str] = Counter()
+    queue_position: dict[str, int] = {}
+    ahead_gpus: dict[str, int] = {}  # GPUs the jobs ahead want that draw on the same kind
+    by_type: Counter[str | None] = Counter()  # GPUs wanted so far, by the GPU type jobs ask for
+    for j in order:
+        in_queue[j.queue] += 1
+        if j.id in at:
+            queue_position[j.id] = in_queue[j.queue]
+            ahead_gpus[j.id] = sum(by_type.values()) if j.gpu_type is None else by_type[None] + by_type[j.gpu_type]
+        by_type[j.gpu_type] += j.per_replica.gpus * j.replicas
+    holds: dict[str, Hold] = {}
+    for h in plan.holds:
+        holds.setdefault(h.job_id, h)
+    gauge = _Gauge(snapshot)
+    out = {}
+    for job_id, i in at.items():
+        job = order[i]
+        hold = holds.get(job_id)
+        if hold is not None and hold.until is not None:
+            start, basis = max(snapshot.now, hold.until), "reserved: resources are held for this job from then (EASY backfill)"
+        else:
+            start, basis = gauge.estimate(job, ahead_gpus[job_id])
+        out[job_id] = Explanation(job_id, i + 1, len(order), job.queue, queue_position[job_id], in_queue[job.queue],
+                                  tuple(order[:i]), plan.verdicts.get(job_id), start, basis)
+    return out
 
 
-def _estimate(snapshot: Snapshot, job: JobView, ahead: tuple[JobView, ...]) -> tuple[float | None, str]:
-    need = job.per_replica.gpus * job.replicas
-    if need == 0:
-        return snapshot.now, "needs no GPUs: waits only for CPU or memory"
-    wanted = sum(j.per_replica.gpus * j.replicas for j in ahead if _competes(j.gpu_type, job.gpu_type))
-    free = sum(n.free.gpus for n in snapshot.nodes if n.schedulable and _competes(n.gpu_type, job.gpu_type))
-    total = sum(n.capacity.gpus for n in snapshot.nodes if n.schedulable and _competes(n.gpu_type, job.gpu_type))
-    if need > total:
-        return None, f"needs {need} GPUs; the cluster has {total} of that kind"
-    if free >= wanted + need:
-        return snapshot.now, f"{free} GPUs free now; the jobs ahead want {wanted}"
-    running: list[RunningView] = sorted(
-        (r for r in snapshot.running if _competes(r.gpu_type, job.gpu_type)),
-        key=lambda r: (r.expected_end is None, r.expected_end or 0.0, r.id))
-    for r in running:
-        if r.expected_end is None:
-            return None, f"unknown: running job {r.id} has no runtime estimate"
-        free += r.gpus
+class _Gauge:
+    """Free and total GPUs of schedulable nodes and the running jobs in the order they are expected
+    to end, per GPU kind a job may ask for (None: any), computed once per snapshot."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self.running = sorted(snapshot.running, key=lambda r: (r.expected_end is None, r.expected_end or 0.0, r.id))
+        self._kinds: dict[str | None, tuple[int, int, list[RunningView], list[int], int | None]] = {}
+
+    def _kind(self, gpu_type: str | None) -> tuple[int, int, list[RunningView], list[int], int | None]:
+        kind = self._kinds.get(gpu_type)
+        if kind is None:
+            nodes = [n for n in self.snapshot.nodes if n.schedulable and _competes(n.gpu_type, gpu_type)]
+            running = [r for r in self.running if _competes(r.gpu_type, gpu_type)]
+            freed = list(accumulate(r.gpus for r in running))  # GPUs free once running[:k + 1] end
+            first_unknown = next((k for k, r in enumerate(running) if r.expected_end is None), None)
+            kind = self._kinds[gpu_type] = (sum(n.free.gpus for n in nodes), sum(n.capacity.gpus for n in nodes),
+                                            running, freed, first_unknown)
+        return kind
+
+    def estimate(self, job: JobView, wanted: int) -> tuple[float | None, str]:
+        need = job.per_replica.gpus * job.replicas
+        if need == 0:
+            return self.snapshot.now, "needs no GPUs: waits only for CPU or memory"
+        free, total, running, freed, first_unknown = self._kind(job.gpu_type)
+        if need > total:
+            return None, f"needs {need} GPUs; the cluster has {total} of that kind"
         if free >= wanted + need:
-            return max(snapshot.now, r.expected_end), (
-                f"when running jobs end at their runtime estimates ({free} GPUs free by then; "
+            return self.snapshot.now, f"{free} GPUs free now; the jobs ahead want {wanted}"
+        k = bisect_left(freed, wanted + need - free)  # the first running job whose end frees enough
+        if k < len(running) and (first_unknown is None or k < first_unknown):
+            return max(self.snapshot.now, running[k].expected_end or 0.0), (
+                f"when running jobs end at their runtime estimates ({free + freed[k]} GPUs free by then; "
                 f"the jobs ahead want {wanted}, this one {need})")
-    return None, f"the jobs ahead want {wanted} GPUs and this one {need}, more than running jobs will free"
+        if first_unknown is not None:
+            return None, f"unknown: running job {running[first_unknown].id} has no runtime estimate"
+        return None, f"the jobs ahead want {wanted} GPUs and this one {need}, more than running jobs will free"

@@ -12,6 +12,8 @@ Glossary:
   ``score(job, node, snapshot) -> float`` higher is better;
   ``preempt(job, cycle) -> Preemption | None`` victims whose eviction lets the job fit;
   ``reserve(job, cycle) -> Hold | None`` resources promised to a job that cannot start now;
+  ``gate(job, cycle) -> str | None`` a reason the job is not considered this cycle at all (a
+  budget; evictions would not help);
   ``wake_at(cycle) -> float | None`` when the plan may change with nothing else happening
   (``Plan.wake_at``: a driver that runs cycles only on changes runs one then).
   Each instance has ``opt``: the profile's options, every one resolved to a value.
@@ -149,19 +151,19 @@ def build_profile(name: str, plugins: list[str] | tuple[str, ...], weights: dict
     return Profile(name, tuple(plugins), weights, instances, incremental, checked)
 
 
-DEFAULT_PLUGINS = ("priority-fifo", "fair-share", "quota", "node-fit", "preemption", "backfill")
+DEFAULT_PLUGINS = ("priority-fifo", "fair-share", "budget", "quota", "node-fit", "preemption", "backfill")
 
 # name -> (plugins, options the profile sets unless the caller sets them)
 PROFILE_PLUGINS: dict[str, tuple[tuple[str, ...], dict[str, object]]] = {
     "default": (DEFAULT_PLUGINS, {}),
     # the baselines a simulation compares against (docs/simulator.md)
-    "first-fit": (("priority-fifo", "node-fit"), {}),
-    # (each honours queue quotas, so a comparison on a cluster with quotas compares orderings)
-    "fifo": (("priority-fifo", "quota", "node-fit"), {}),
-    "sjf": (("priority-fifo", "shortest-first", "quota", "node-fit"), {}),
-    "las": (("priority-fifo", "least-attained-service", "quota", "node-fit", "preemption"),
+    "first-fit": (("priority-fifo", "budget", "node-fit"), {}),
+    # (each honours queue quotas and budgets, so a comparison on a cluster with quotas compares orderings)
+    "fifo": (("priority-fifo", "budget", "quota", "node-fit"), {}),
+    "sjf": (("priority-fifo", "shortest-first", "budget", "quota", "node-fit"), {}),
+    "las": (("priority-fifo", "least-attained-service", "budget", "quota", "node-fit", "preemption"),
             {"preempt_by": "attained-service"}),
-    "drf": (("priority-fifo", "fair-share", "quota", "node-fit"), {"history_weight": 0.0}),
+    "drf": (("priority-fifo", "fair-share", "budget", "quota", "node-fit"), {"history_weight": 0.0}),
 }
 
 

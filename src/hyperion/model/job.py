@@ -112,6 +112,9 @@ class JobSpec:
     max_retries: int = 0
     runtime_estimate_s: float | None = None
     grace_period_s: float = 10.0
+    # idle reclaim: stop (with a checkpoint) once every GPU stays below this percent for the window
+    idle_gpu_utilization: float | None = None
+    idle_window_s: float | None = None
 
     @property
     def total(self) -> Resources:

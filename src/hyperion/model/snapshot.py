@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from hyperion.model.cost import BudgetView
 from hyperion.model.job import Priority
 from hyperion.model.plan import Hold
 from hyperion.model.queue import QueueSpec
@@ -102,3 +103,7 @@ class Snapshot:
     # holds decided by an earlier cycle for jobs not in ``pending`` (an incremental cycle offers
     # only new arrivals; the head job's reservation must still be honoured)
     holds: tuple[Hold, ...] = ()
+    # teams' budgets with what each spent this period, and USD per GPU-hour by GPU type ("cpu":
+    # per core-hour) for a job's expected cost: read by the ``budget`` plugin (``core.budget``)
+    budgets: tuple[BudgetView, ...] = ()
+    prices: Mapping[str, float] = field(default_factory=dict)

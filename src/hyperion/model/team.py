@@ -10,3 +10,6 @@ class Team:
     name: str
     token_sha256: str  # the token itself is never stored
     created_at: float = 0.0
+    # idle reclaim for the team's jobs that set none (see JobSpec.idle_gpu_utilization)
+    idle_gpu_utilization: float | None = None
+    idle_window_s: float | None = None

@@ -27,6 +27,7 @@ from typing import Literal
 from pydantic import Field
 
 from hyperion.api.spec import (
+    BudgetDoc,
     CpuAmount,
     DocumentModel,
     FieldError,
@@ -40,6 +41,7 @@ from hyperion.api.spec import (
     Text,
     load_documents,
 )
+from hyperion.model.cost import BudgetSpec
 from hyperion.model.queue import QueueSpec
 from hyperion.sim.carbon import HourlySeries, SeriesError, constant, read_series
 from hyperion.sim.energy import PowerModel, load_gpu_power, match_gpu
@@ -111,7 +113,7 @@ class ClusterDoc(DocumentModel):
     schedule_interval: Seconds = 0.0             # 0: a cycle at every instant something changed
 
 
-KINDS = {"Cluster": ClusterDoc, "Queue": QueueDoc}
+KINDS = {"Cluster": ClusterDoc, "Queue": QueueDoc, "Budget": BudgetDoc}
 
 
 # ---- the model --------------------------------------------------------------------------------
@@ -155,6 +157,7 @@ class ClusterModel:
     schedule_interval_s: float = 0.0
     source: str = ""
     electricity: HourlySeries | None = None  # USD/MWh; None: energy cost not reported
+    budgets: tuple[BudgetSpec, ...] = ()     # teams' budgets (``kind: Budget``), enforced as live
 
     @property
     def gpus(self) -> int:
@@ -185,6 +188,7 @@ def load_cluster(path: str | Path, data: str | Path | None = None) -> ClusterMod
         raise SpecError([FieldError("nodes", None, "the cluster has no nodes: add a pool under `nodes:` "
                                                    "(name, count, gpu_type, gpus) or a `node_lists:` entry")], str(path))
     queues = {q.name: q.to_spec() for q in docs if isinstance(q, QueueDoc)}
+    budgets = tuple(b.to_spec() for b in docs if isinstance(b, BudgetDoc))
     base = data_dir(data)
 
     def find(rel: str, what: str) -> Path:
@@ -215,7 +219,7 @@ def load_cluster(path: str | Path, data: str | Path | None = None) -> ClusterMod
     if bad:
         raise ClusterError(f"{path}: workload.speed of {', '.join(bad)} must be a positive number")
     return ClusterModel(doc.name, tuple(pools), queues, power, carbon, workload, doc.sample_interval,
-                        doc.schedule_interval, str(path), _electricity(doc.power, find))
+                        doc.schedule_interval, str(path), _electricity(doc.power, find), budgets)
 
 
 def _pool(p: PoolDoc, find) -> Pool:

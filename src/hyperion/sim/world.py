@@ -29,10 +29,12 @@ import math
 import random
 from dataclasses import replace
 
+from hyperion.core.budget import period_bounds
 from hyperion.core.estimates import RuntimeHistory
 from hyperion.core.framework import Profile
 from hyperion.core.rounds import Rounds
 from hyperion.model import JobView, NodeView, Resources, RunningView, Snapshot
+from hyperion.model.cost import BudgetView
 from hyperion.model.nodeindex import NodeIndex
 from hyperion.model.queue import demand
 from hyperion.sim.cluster import ClusterModel
@@ -128,6 +130,14 @@ class World:
         self._progress = 0  # arrive/finish/stopped events in the heap
         self._cycle_at: float | None = None
         self._wake_at: float | None = None  # the latest plan's ``wake_at``, when still ahead
+        # budgets: USD per second of each running attempt; ended attempts per team that may still
+        # overlap a current budget period (start, end, USD/s, GPUs); USD per GPU-hour by GPU type
+        self._rate: dict[str, float] = {}
+        self._ended: dict[str, list[tuple[float, float, float, int]]] = {}
+        self.prices: dict[str, float] = {"cpu": 0.0}
+        for pool in cluster.pools:
+            if pool.gpus:
+                self.prices[pool.gpu_type] = max(self.prices.get(pool.gpu_type, 0.0), pool.cost_per_gpu_hour)
         widest: dict[str | None, int] = {None: max((p.gpus for p in cluster.pools), default=0)}
         for p in cluster.pools:  # a job asking for a GPU type is split for the nodes of that type
             widest[p.gpu_type] = max(widest.get(p.gpu_type, 0), p.gpus)
@@ -210,9 +220,37 @@ class World:
 
     def snapshot(self, now: float) -> Snapshot:
         nodes, index = self.nodes()
+        budgets = self._budget_views(now)
         return Snapshot(now, self.rounds.cycles, nodes, self.pending_views(), index,
                         tuple(self.rviews.values()), self.cluster.queues,
-                        {q: dict(u) for q, u in self.usage.items()}, self.rounds.history, self.rounds.holds)
+                        {q: dict(u) for q, u in self.usage.items()}, self.rounds.history, self.rounds.holds,
+                        budgets, self.prices if budgets else {})
+
+    # ---- budgets ------------------------------------------------------------------------------
+    def _budget_views(self, now: float) -> tuple[BudgetView, ...]:
+        """Each budget with what its team spent in the current period: the cost (pool price per
+        GPU-hour) and GPU-hours of ended attempts and of running ones up to now (as the live meter)."""
+        if not self.cluster.budgets:
+            return ()
+        out = []
+        oldest: dict[str, float] = {}
+        epoch = self.metrics.start_epoch  # periods are UTC days/weeks/months of the trace's dates
+        for b in self.cluster.budgets:
+            start, end = (t - epoch for t in period_bounds(b.period, epoch + now))
+            oldest[b.team] = min(oldest.get(b.team, start), start)
+            usd = gpu_s = 0.0
+            spans = [(s, e, rate, g) for s, e, rate, g in self._ended.get(b.team, ())]
+            spans += [(j.started_at, now, self._rate[j.id], j.gpus) for j in self.running.values() if j.tj.team == b.team]
+            for s, e, rate, g in spans:
+                overlap = max(0.0, min(e, end) - max(s, start))
+                usd += overlap * rate
+                gpu_s += overlap * g
+            out.append(BudgetView(b.name, b.team, b.period, start, end, b.usd, b.gpu_hours, usd, gpu_s / 3600.0, b.action))
+        for team, start in oldest.items():  # attempts that ended before every current period count no more
+            spans = self._ended.get(team)
+            if spans and spans[0][1] < start:
+                self._ended[team] = [x for x in spans if x[1] >= start]
+        return tuple(out)
 
     def _job_view(self, job: SimJob) -> JobView:
         tj = job.tj
@@ -285,6 +323,9 @@ class World:
             self.metrics.started_first(team, job.tj.submit_s, now)
         self._push(job.run_start + job.work_left / job.speed, "finish", (job, job.attempt))
         est = restart + job.work_left / job.speed if self.oracle else job.estimate
+        if self.cluster.budgets:  # USD per second of this attempt, for the teams' budgets
+            self._rate[job.id] = sum(self.cluster.pools[self.pool_of[i]].cost_per_gpu_hour * job.per_replica.gpus
+                                     for i in job.ranks) / 3600.0
         self.rviews[job.id] = RunningView(job.id, team, job.queue, job.tj.priority, job.per_replica,
                                           tuple((p.node_id, p.gpu_indices) for p in placements), gpu_type, now, est,
                                           0, None, False, job.tj.user, job.attained)
@@ -312,6 +353,9 @@ class World:
                                        cause if k == 0 else None)
         job.attained += job.gpus * (now - job.started_at)
         job.ranks = []
+        rate = self._rate.pop(job.id, None)
+        if rate is not None:
+            self._ended.setdefault(team, []).append((job.started_at, now, rate, job.gpus))
 
     def finish(self, job: SimJob, attempt: int, now: float) -> None:
         self._progress -= 1
@@ -419,7 +463,9 @@ class World:
             return True
         # nothing left that could change anything: jobs still pending can never start (a cycle
         # still due, with schedule_interval > 0, may yet start them)
-        return self._progress == 0 and not self.running and not self.down and self._cycle_at is None
+        # (nor a wake-up: a budget's next period may admit held jobs)
+        return (self._progress == 0 and not self.running and not self.down and self._cycle_at is None
+                and self._wake_at is None)
 
     def step(self) -> bool:
         """Process the events of the next instant and schedule; False when the run is over."""

@@ -55,3 +55,59 @@ def test_a_job_that_fits_now_starts_now_and_one_too_big_never():
 
 def test_unknown_job_is_not_explained():
     assert explained([a_node("n1")], [a_job("x")], job_id="nope") is None
+
+
+def _walk(snap, job, ahead):
+    """The estimate spelled out job by job (``explain_many`` works it out once per GPU kind)."""
+    competes = lambda a, b: a is None or b is None or a == b
+    need = job.per_replica.gpus * job.replicas
+    wanted = sum(j.per_replica.gpus * j.replicas for j in ahead if competes(j.gpu_type, job.gpu_type))
+    nodes = [n for n in snap.nodes if n.schedulable and competes(n.gpu_type, job.gpu_type)]
+    free, total = sum(n.free.gpus for n in nodes), sum(n.capacity.gpus for n in nodes)
+    if need == 0:
+        return snap.now
+    if need > total:
+        return None
+    if free >= wanted + need:
+        return snap.now
+    for r in sorted((r for r in snap.running if competes(r.gpu_type, job.gpu_type)),
+                    key=lambda r: (r.expected_end is None, r.expected_end or 0.0, r.id)):
+        if r.expected_end is None:
+            return None
+        free += r.gpus
+        if free >= wanted + need:
+            return max(snap.now, r.expected_end)
+    return None
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_explain_many_agrees_with_explain_and_with_the_walk(seed):
+    import random
+
+    from hyperion.core.explain import explain_many
+
+    rng = random.Random(seed)
+    nodes, run = [], []
+    for i in range(rng.randint(1, 5)):
+        nodes.append(a_node(f"n{i}").gpu_type(rng.choice(["A100", "H100"])).gpus(8))
+        left = 8
+        while left and rng.random() < 0.7:
+            g = rng.choice([x for x in (1, 2, 4, 8) if x <= left])
+            left -= g
+            run.append(a_job(f"r{i}-{left}").gpus(g).runtime(rng.choice([None, 50.0, 300.0]))
+                       .running_on(f"n{i}", started=rng.choice([0.0, 10.0])))
+    pending = []
+    for k in range(rng.randint(1, 12)):
+        j = a_job(f"j{k}").gpus(rng.choice([0, 1, 2, 4, 8])).replicas(rng.choice([1, 2, 3])).submitted(k)
+        pending.append(j.gpu_type(rng.choice(["A100", "H100"])) if rng.random() < 0.4 else j)
+    snap = a_snapshot(nodes=nodes, pending=pending, now=100.0, running=run)
+    plan = schedule(snap, FF)
+    ids = [j.id for j in snap.pending]
+    many = explain_many(snap, FF, plan, [*ids, "nope"])
+    assert set(many) == set(ids)
+    for job_id in ids:
+        e = many[job_id]
+        assert e == explain(snap, FF, plan, job_id)
+        if not e.estimate_basis.startswith("reserved"):
+            job = next(j for j in snap.pending if j.id == job_id)
+            assert e.estimated_start == _walk(snap, job, e.ahead)

@@ -216,7 +216,7 @@ def test_plan_does_not_depend_on_the_order_pending_jobs_are_listed():
 # ---- profiles ------------------------------------------------------------------------------
 def test_first_fit_profile():
     profile = PROFILES["first-fit"]()
-    assert profile.plugins == ("priority-fifo", "node-fit")
+    assert profile.plugins == ("priority-fifo", "budget", "node-fit")
     assert profile.incremental
     assert [p.name for p in profile.serving("sort_key")] == ["priority-fifo"]
     assert [p.name for p in profile.serving("filter")] == ["node-fit"]

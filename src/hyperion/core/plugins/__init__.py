@@ -3,6 +3,7 @@
 from hyperion.core.plugins import (  # noqa: F401
     attained_service,
     backfill,
+    budget,
     fair_share,
     node_fit,
     preemption,
