@@ -30,6 +30,10 @@ first=$(echo "$ids" | head -n 1)
 echo
 echo "== logs of $first"
 $H logs "$first"
+echo
+echo "== what the demo cost (on-prem default: \$1/GPU-hour, 300 W per busy GPU, 400 gCO2e/kWh)"
+$H cost
+api=$(.venv/bin/python -c 'import json,os,pathlib; d=pathlib.Path(os.environ.get("HYPERION_HOME","~/.hyperion")).expanduser(); print(json.loads((d/"controlplane.json").read_text())["api"])')
 cat <<EOT
 
 Hyperion is up. Where to look:
@@ -37,6 +41,9 @@ Hyperion is up. Where to look:
   .venv/bin/hyperion nodes              agents, GPUs, telemetry
   .venv/bin/hyperion logs JOB [-f]      a job's output
   .venv/bin/hyperion submit FILE.yaml   run your own (see examples/jobs/)
-  API docs: $(.venv/bin/python -c 'import json,os,pathlib; d=pathlib.Path(os.environ.get("HYPERION_HOME","~/.hyperion")).expanduser(); print(json.loads((d/"controlplane.json").read_text())["api"])')/docs
+  .venv/bin/hyperion cost               cost, GPU-hours, energy and carbon per team
+  Dashboard: $api/ui/  (log in with the token in ${HYPERION_HOME:-~/.hyperion}/admin.token)
+  Metrics:   $api/metrics  (Bearer token: metrics.token in the same folder)
+  API docs:  $api/docs
   Stop it:  .venv/bin/hyperion down
 EOT

@@ -84,17 +84,21 @@ class Accountant:
         saved_rates = state.get_record(PRICING)
         self.rates = rates_from_dict(saved_rates) if saved_rates else Rates()
         self.budgets: dict[str, BudgetSpec] = {}
-        for name, data in state.records(BUDGETS):
+        for _, data in state.records(BUDGETS):
             spec = BudgetSpec(**data)
             self.budgets[spec.name] = spec
         self.jobs: dict[str, Usage] = defaultdict(Usage)
-        self.buckets: dict[tuple[str, float], Usage] = defaultdict(Usage)  # (team, bucket start) -> usage
+        # team -> bucket start -> usage
+        self.buckets: dict[str, dict[float, Usage]] = defaultdict(lambda: defaultdict(Usage))
         self._day_jobs: dict[str, dict[str, Usage]] = defaultdict(lambda: defaultdict(Usage))
+        self.totals: dict[str, Usage] = defaultdict(Usage)  # team -> all time
         for name, data in state.records(USAGE):
             day = name[len(USAGE):]
             for team, rows in data.get("teams", {}).items():
                 for start, values in rows.items():
-                    self.buckets[(team, float(start))] += Usage.from_list(values)
+                    u = Usage.from_list(values)
+                    self.buckets[team][float(start)] += u
+                    self.totals[team] += u
             for job_id, values in data.get("jobs", {}).items():
                 u = Usage.from_list(values)
                 self.jobs[job_id] += u
@@ -113,6 +117,8 @@ class Accountant:
                 self.open[key] = self._open(job, p, min(start, now))
         self._dirty: set[str] = set()
         self._saved_at = now
+        self.version = 0  # +1 whenever budgets or rates change (the scheduler then runs a full cycle)
+        self._views: tuple[float, tuple[BudgetView, ...]] | None = None
         state.task_listeners.append(self.on_task)
 
     # ---- metering ------------------------------------------------------------------------
@@ -157,7 +163,8 @@ class Accountant:
             b = t - t % BUCKET
             edge = min(end, b + BUCKET)
             part = u.scaled(edge - t)
-            self.buckets[(o.team, b)] += part
+            self.buckets[o.team][b] += part
+            self.totals[o.team] += part
             self.jobs[o.job_id] += part
             day = _day(b)
             self._day_jobs[day][o.job_id] += part
@@ -202,9 +209,10 @@ class Accountant:
         puts = {METER: {"at": now, "open": {k: o.since for k, o in self.open.items()}, "warned": self.warned}}
         for day in self._dirty:
             teams: dict[str, dict[str, list[float]]] = defaultdict(dict)
-            for (team, b), u in self.buckets.items():
-                if _day(b) == day:
-                    teams[team][repr(b)] = u.as_list()
+            for team, rows in self.buckets.items():
+                for b, u in rows.items():
+                    if _day(b) == day:
+                        teams[team][repr(b)] = u.as_list()
             puts[USAGE + day] = {"teams": teams, "jobs": {j: u.as_list() for j, u in self._day_jobs[day].items()}}
         self.state.write_records(puts)
         self._dirty.clear()
@@ -218,6 +226,7 @@ class Accountant:
         self.tick()
         self.state.put_record(PRICING, rates_to_dict(rates))
         self.rates = rates
+        self.version += 1
         return True
 
     def set_budget(self, spec: BudgetSpec) -> str:
@@ -226,19 +235,48 @@ class Accountant:
             return "unchanged"
         self.state.put_record(BUDGETS + spec.name, asdict(spec))
         self.budgets[spec.name] = spec
+        self.version += 1
+        self._views = None
         return "configured" if old else "created"
 
     # ---- reading -----------------------------------------------------------------------------
     def usage_between(self, start: float, end: float, team: str | None = None) -> dict[str, Usage]:
         """Usage per team of the buckets that start in [start, end)."""
-        out: dict[str, Usage] = defaultdict(Usage)
-        for (t, b), u in self.buckets.items():
-            if start <= b < end and (team is None or t == team):
-                out[t] += u
-        return dict(out)
+        out: dict[str, Usage] = {}
+        for t, rows in self.buckets.items():
+            if team is not None and t != team:
+                continue
+            total = Usage()
+            if end - start <= 4 * len(rows) * BUCKET:  # a short span: look its buckets up
+                b = start - start % BUCKET
+                b = b if b >= start else b + BUCKET
+                while b < end:
+                    u = rows.get(b)
+                    if u is not None:
+                        total += u
+                    b += BUCKET
+            else:
+                for b, u in rows.items():
+                    if start <= b < end:
+                        total += u
+            if total != Usage() or t == team:
+                out[t] = total
+        return out
 
     def team_totals(self) -> dict[str, Usage]:
-        return self.usage_between(float("-inf"), float("inf"))
+        """Usage per team, all time (kept as it accrues: read at every scrape)."""
+        return dict(self.totals)
+
+    def jobs_between(self, start: float, end: float) -> dict[str, Usage]:
+        """Usage per job on the UTC days that overlap [start, end) (job usage is kept per day)."""
+        out: dict[str, Usage] = defaultdict(Usage)
+        lo = "" if start == float("-inf") else _day(start)
+        hi = "9999-12-31" if end == float("inf") else _day(end - 1e-6)
+        for day, jobs in self._day_jobs.items():
+            if lo <= day <= hi:
+                for job_id, u in jobs.items():
+                    out[job_id] += u
+        return dict(out)
 
     def job_usage(self, job_id: str) -> Usage | None:
         return self.jobs.get(job_id)
@@ -247,17 +285,23 @@ class Accountant:
         """Usage per team per ``step_s`` (a multiple of the 5-minute bucket) in [start, end)."""
         step = max(BUCKET, step_s - step_s % BUCKET)
         rows: dict[tuple[str, float], Usage] = defaultdict(Usage)
-        for (t, b), u in self.buckets.items():
-            if start <= b < end and (team is None or t == team):
-                rows[(t, b - b % step)] += u
+        for t, buckets in self.buckets.items():
+            if team is not None and t != team:
+                continue
+            for b, u in buckets.items():
+                if start <= b < end:
+                    rows[(t, b - b % step)] += u
         return [{"t": b, "team": t, "cost_usd": u.cost_usd, "gpu_hours": u.gpu_s / 3600.0,
                  "energy_kwh": u.energy_kwh, "carbon_kg": u.carbon_g / 1000.0}
                 for (t, b), u in sorted(rows.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
 
-    def views(self, now: float) -> tuple[BudgetView, ...]:
-        """Every budget with its team's spend in the current period (open tasks accrued to now)."""
+    def views(self, now: float, max_age: float = 1.0) -> tuple[BudgetView, ...]:
+        """Every budget with its team's spend in the current period (open tasks accrued to now);
+        computed at most once per ``max_age`` seconds (scheduling cycles run far more often)."""
         if not self.budgets:
             return ()
+        if self._views is not None and 0 <= now - self._views[0] < max_age:
+            return self._views[1]
         for o in self.open.values():
             self._accrue(o, now)
         out = []
@@ -266,7 +310,8 @@ class Accountant:
             spent = self.usage_between(start, end, b.team).get(b.team, Usage())
             out.append(BudgetView(b.name, b.team, b.period, start, end, b.usd, b.gpu_hours, spent.cost_usd,
                                   spent.gpu_s / 3600.0, b.action))
-        return tuple(out)
+        self._views = (now, tuple(out))
+        return self._views[1]
 
     def prices(self) -> dict[str, float]:
         """USD per GPU-hour by GPU type of the ready nodes (and ``"cpu"``: per core-hour), for the

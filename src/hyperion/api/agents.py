@@ -25,7 +25,7 @@ from hyperion.api._generated.hyperion.v1 import agent_pb2_grpc
 from hyperion.api.service import ControlService
 from hyperion.api.wire import metrics_from_pb
 from hyperion.core import lifecycle
-from hyperion.model import Gpu, Job, Node, NodeState, Placement, Priority, Resources
+from hyperion.model import Gpu, Job, Node, NodeState, Phase, Placement, Priority, Resources
 
 log = logging.getLogger("hyperion.agents")
 R = apb.TaskReport
@@ -204,6 +204,7 @@ class AgentHub(agent_pb2_grpc.AgentControlServicer):
         stops: list[tuple[Job, list[Placement], str]] = []
         acks = []
         freed = False
+        waiting: list[tuple[Job, bool]] = []  # jobs pending again (their attempt is over), and whether preempted
         for r in reports:
             t = r.task
             job = changed.get(t.job_id) or self.state.jobs.get(t.job_id)
@@ -223,7 +224,15 @@ class AgentHub(agent_pb2_grpc.AgentControlServicer):
                 freed = True
             if to_stop:
                 stops.append((new, to_stop, "another rank of the job failed"))
+            if new.phase is Phase.PENDING and job.phase is not Phase.PENDING:
+                waiting.append((new, job.phase is Phase.PREEMPTED))
         self.state.update_jobs(changed.values())
+        now = self.service.clock.now()
+        for job, preempted in waiting:  # for /metrics: how long preemptions take, when jobs started waiting
+            if preempted:
+                self.service.instruments.victim_stopped(job, now)
+            else:
+                self.service.instruments.requeued(job, now)
         for job, placements, why in stops:
             self.stop(job, placements, why)
         if freed:
@@ -251,6 +260,8 @@ class AgentHub(agent_pb2_grpc.AgentControlServicer):
             else:
                 log.info("node %s healthy again; it takes new work", node_id)
             self.state.put_node(replace(node, condition=reason))
+            self.service.events.emit("node-condition", f"node {node_id} unhealthy: {reason}" if reason
+                                     else f"node {node_id} healthy again", node=node_id)
             self.service.wake()
         if reason and c.drain:
             self.drain(node_id, f"node {node_id} drained: {reason}")
@@ -285,6 +296,8 @@ class AgentHub(agent_pb2_grpc.AgentControlServicer):
         log.warning("node %s missed its heartbeats: marking it not ready and ending its tasks", node_id)
         if node.state is not NodeState.NOT_READY:
             self.state.put_node(replace(node, state=NodeState.NOT_READY))
+        self.service.events.emit("node-lost", f"node {node_id} missed its heartbeats; its jobs resume elsewhere",
+                                 node=node_id)
         self._end_jobs_on(node_id, lambda job: lifecycle.node_lost(job, node_id, now), f"node {node_id} lost")
         session = self.sessions.pop(node_id, None)
         if session is not None:

@@ -148,6 +148,14 @@ class Client:
         """GET /v1/queues -> ``{"items": [queue...]}``: definition, usage and pending count of each."""
         return self._request("GET", "/v1/queues")
 
+    def cost(self, team: str | None = None, start: float | None = None, end: float | None = None,
+             by: str = "team") -> dict[str, Any]:
+        params = {k: v for k, v in (("team", team), ("from", start), ("to", end), ("by", by)) if v is not None}
+        return self._request("GET", "/v1/cost", params=params)
+
+    def budgets(self) -> dict[str, Any]:
+        return self._request("GET", "/v1/budgets")
+
     def apply(self, documents: list[dict[str, Any]]) -> dict[str, Any]:
         """POST /v1/apply ``{"documents": [...]}`` -> ``{"results": [{kind, name, action, token?}]}``."""
         return self._request("POST", "/v1/apply", json={"documents": documents})

@@ -14,17 +14,18 @@ from __future__ import annotations
 import secrets
 import string
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from hyperion.api import auth
 from hyperion.api.accounting import Accountant
-from hyperion.api.events import EventLog
 from hyperion.api.errors import BadRequest, Forbidden, Invalid, NotFound, Unauthorized
+from hyperion.api.events import EventLog
 from hyperion.api.logs import LogStore
-from hyperion.api.spec import QueueDoc, SpecError, TeamDoc, parse_job, validate_document
+from hyperion.api.metrics import Instruments
+from hyperion.api.spec import BudgetDoc, PricingDoc, QueueDoc, SpecError, TeamDoc, parse_job, validate_document
 from hyperion.api.views import job_view, node_view, queue_view
-from hyperion.core import Explanation, lifecycle
+from hyperion.core import Explanation, budget, idle, lifecycle
 from hyperion.model import Job, NodeMetrics, Phase, Placement, Team, Verdict
 from hyperion.model.queue import DEFAULT_QUEUE, unlimited
 from hyperion.ports.clock import Clock
@@ -53,10 +54,15 @@ class ControlService:
         self.metrics: dict[str, deque[NodeMetrics]] = {}
         self.events = EventLog(state, clock)
         self.accountant = Accountant(state, clock, self.metrics, self.events)
+        # job -> (attempt, rank) -> since when its GPUs read idle (core.idle)
+        self.idle_since: dict[str, dict[tuple[int, int], float | None]] = {}
         self.dispatcher: Dispatcher | None = None
         self.wake: Callable[[], None] = lambda: None
         self.explainer: Callable[[str], Explanation | None] = lambda job_id: None
         self.scheduler_stats: Callable[[], dict] = dict  # set by the scheduler loop: cycles, placed, evicted
+        self.instruments = Instruments(self)  # /metrics: the loops report to it, it reads the rest at scrape time
+        self.pending_order: Callable[[], Sequence[str]] = tuple  # set by the scheduler loop: the last cycles' order
+        self.explain_many: Callable[[Iterable[str]], dict[str, Explanation]] = lambda job_ids: {}  # ditto, on one snapshot
 
     # ---- identity ------------------------------------------------------------------------
     def authenticate(self, token: str | None) -> auth.Principal:
@@ -88,12 +94,28 @@ class ControlService:
             raise Invalid(message, [{"loc": ["queue"], "line": None, "msg": f"no such queue; known queues: {known}"}])
         spec = doc.to_spec(team)
         now = self.clock.now()
+        self._check_budget(spec, now)
         for _ in range(8):
             job = Job(id=self._new_id(spec.name), spec=spec, submitted_at=now)
             if self.state.create_job(job):
                 self.wake()
                 return job_view(job)
         raise RuntimeError("could not allocate a unique job id")
+
+    def _check_budget(self, spec, now: float) -> None:
+        """``action: reject`` budgets refuse, at submission, a job whose expected cost does not fit
+        what is left (``hold`` budgets leave it to the scheduler's gate, which keeps it pending)."""
+        views = [v for v in self.accountant.views(now) if v.team == spec.team and v.action == "reject"]
+        if not views:
+            return
+        estimate = spec.runtime_estimate_s
+        if estimate is None:
+            estimate = self.state.runtime_estimate(spec.team, spec.user)
+        r = spec.resources
+        why = budget.check(spec.team, r.gpus * spec.replicas, r.cpus_milli * spec.replicas, spec.gpu_type, estimate,
+                           views, self.accountant.prices())
+        if why is not None:
+            raise Invalid(f"job rejected: {why}", [{"loc": ["resources"], "line": None, "msg": why}])
 
     def _new_id(self, name: str) -> str:
         return f"{name[:24].rstrip('-._')}-{''.join(secrets.choice(_ID_ALPHABET) for _ in range(6))}"
@@ -108,7 +130,7 @@ class ControlService:
 
     def get_job(self, who: auth.Principal, job_id: str) -> dict:
         job = self._job(who, job_id)
-        return job_view(job, self.verdicts.get(job.id))
+        return self._view(job)
 
     def list_jobs(self, who: auth.Principal, phases: set[str] | None = None, team: str | None = None,
                   limit: int = 1000, offset: int = 0) -> dict:
@@ -125,7 +147,14 @@ class ControlService:
         items = [j for j in self.state.jobs.values()
                  if (want_team is None or j.team == want_team) and (not phases or j.phase.value in phases)]
         page = items[offset: offset + limit]
-        return {"items": [job_view(j, self.verdicts.get(j.id)) for j in page], "total": len(items)}
+        return {"items": [self._view(j) for j in page], "total": len(items)}
+
+    def _view(self, job: Job) -> dict:
+        """A job as the API shows it: its verdict's reasons while pending, what it used so far."""
+        view = job_view(job, self.verdicts.get(job.id))
+        used = self.accountant.job_usage(job.id)
+        view["usage"] = usage_dict(used) if used is not None else None
+        return view
 
     def cancel_job(self, who: auth.Principal, job_id: str) -> dict:
         job = self._job(who, job_id)
@@ -183,6 +212,60 @@ class ControlService:
         if history is None:
             history = self.metrics[m.node_id] = deque(maxlen=METRICS_HISTORY)
         history.append(m)
+        self._follow_idle(m)
+
+    # ---- idle GPU reclaim (core.idle) ----------------------------------------------------
+    def _idle_policy(self, job: Job) -> idle.IdlePolicy | None:
+        team = self.state.teams.get(job.team)
+        return idle.policy_for(job.spec.idle_gpu_utilization, job.spec.idle_window_s,
+                               team.idle_gpu_utilization if team else None, team.idle_window_s if team else None)
+
+    def _follow_idle(self, m: NodeMetrics) -> None:
+        """Follow, per rank of each running job with an idle policy, since when its GPUs read idle."""
+        tasks = self.state.node_tasks.get(m.node_id)
+        if not tasks:
+            return
+        utilization = {g.index: g.utilization_percent for g in m.gpus}
+        now = self.clock.now()
+        for (job_id, rank), p in tasks.items():
+            job = self.state.jobs[job_id]
+            if job.phase is not Phase.RUNNING:
+                continue
+            policy = self._idle_policy(job)
+            if policy is None:
+                continue
+            ranks = self.idle_since.setdefault(job_id, {})
+            key = (job.attempt, rank)
+            ranks[key] = idle.follow(ranks.get(key), idle.is_low(p.gpu_indices, utilization, policy), now)
+
+    def reclaim_idle(self) -> list[str]:
+        """Stop, with a checkpoint request, the running jobs whose every rank's GPUs stayed idle for
+        their policy's window; an ``idle-reclaimed`` event says so. Returns their ids."""
+        now = self.clock.now()
+        done = []
+        for job_id, ranks in list(self.idle_since.items()):
+            job = self.state.jobs.get(job_id)
+            policy = self._idle_policy(job) if job is not None else None
+            if job is None or job.phase is not Phase.RUNNING or policy is None:
+                del self.idle_since[job_id]
+                continue
+            live = {(job.attempt, p.rank) for p in lifecycle.live(job)}
+            if not live or set(ranks) != live or any(since is None for since in ranks.values()):
+                continue
+            since = max(ranks.values())
+            if not idle.due(since, policy, now):
+                continue
+            why = idle.reason(policy, since, now)
+            new, stops = lifecycle.cancel(job, now, why)
+            self.state.update_jobs([new])
+            if stops and self.dispatcher is not None:
+                self.dispatcher.stop(new, stops, why)
+            del self.idle_since[job_id]
+            self.events.emit("idle-reclaimed", f"job {job_id} {why}", job=job_id, team=job.team)
+            done.append(job_id)
+        if done:
+            self.wake()
+        return done
 
     # ---- queues --------------------------------------------------------------------------
     def list_queues(self, who: auth.Principal) -> dict:
@@ -196,6 +279,40 @@ class ControlService:
         items = [queue_view(self.state.queues.get(n) or unlimited(n), dict(usage.get(n, {})), pending[n],
                             defined=n in self.state.queues) for n in names]
         return {"items": items}
+
+    # ---- cost ----------------------------------------------------------------------------
+    def cost(self, who: auth.Principal, team: str | None = None, start: float | None = None, end: float | None = None,
+             by: str = "team") -> dict:
+        """Cost, GPU-hours, energy and carbon accrued in [start, end) (all time when not given),
+        per team (``by="team"``, 5-minute resolution) or per job (``by="job"``, whole UTC days).
+        A team's token sees its own team only."""
+        if team is not None and not who.may_see(team):
+            raise Forbidden(f"your token belongs to team {who.team!r}; it cannot see the cost of team {team!r}")
+        if by not in ("team", "job"):
+            raise BadRequest(f"by must be 'team' or 'job', not {by!r}")
+        lo = float("-inf") if start is None else start
+        hi = float("inf") if end is None else end
+        if lo >= hi:
+            raise BadRequest("'from' must be before 'to'")
+        want = team if team is not None else who.team
+        self.accountant.tick()  # running jobs accrued up to now
+        if by == "team":
+            rows = [{"team": t, **usage_dict(u)} for t, u in sorted(self.accountant.usage_between(lo, hi, want).items())]
+        else:
+            rows = []
+            for job_id, u in sorted(self.accountant.jobs_between(lo, hi).items()):
+                job = self.state.jobs.get(job_id)
+                owner = job.team if job is not None else None
+                if owner is None or (want is not None and owner != want):
+                    continue
+                rows.append({"job": job_id, "name": job.spec.name, "team": owner, **usage_dict(u)})
+        total = {k: sum(r[k] for r in rows) for k in ("cost_usd", "gpu_hours", "energy_kwh", "carbon_kg")}
+        return {"from": start, "to": end, "by": by, "items": rows, "total": total}
+
+    def budgets(self, who: auth.Principal) -> dict:
+        """Each budget (a team sees its own) with spend, limit and ratio in the current period."""
+        rows = [r for r in self.accountant.budget_status() if who.may_see(r["team"])]
+        return {"items": rows}
 
     # ---- declarative objects -------------------------------------------------------------
     def apply(self, who: auth.Principal, documents: object) -> dict:
@@ -222,21 +339,38 @@ class ControlService:
         token = doc.token or auth.new_token()
         d = auth.digest(token)
         old = self.state.teams.get(doc.name)
-        if old is not None and (doc.token is None or old.token_sha256 == d):
+        idle = (doc.idle_policy.gpu_utilization, doc.idle_policy.window) if doc.idle_policy else (None, None)
+        if old is not None and (doc.token is None or old.token_sha256 == d) \
+                and (old.idle_gpu_utilization, old.idle_window_s) == idle:
             return {"kind": "Team", "name": doc.name, "action": "unchanged"}
+        if old is not None and doc.token is None:
+            d = old.token_sha256  # a document without a token keeps the team's token
         other = self._team_by_digest.get(d)
         if other is not None and other != doc.name:
             raise Invalid(f"team {doc.name!r}: this token is already used by another team; choose another",
                           [{"loc": ["token"], "line": None, "msg": "token already in use"}])
-        team = Team(doc.name, d, created_at=old.created_at if old else self.clock.now())
+        team = Team(doc.name, d, created_at=old.created_at if old else self.clock.now(),
+                    idle_gpu_utilization=idle[0], idle_window_s=idle[1])
         self.state.put_team(team)
         if old is not None:
             self._team_by_digest.pop(old.token_sha256, None)
         self._team_by_digest[d] = doc.name
         result = {"kind": "Team", "name": doc.name, "action": "configured" if old else "created"}
-        if doc.token is None:
+        if doc.token is None and old is None:
             result["token"] = token
         return result
+
+    def _apply_budget(self, doc: BudgetDoc) -> dict:
+        action = self.accountant.set_budget(doc.to_spec())
+        if action != "unchanged":
+            self.wake()  # held jobs may fit now
+        return {"kind": "Budget", "name": doc.name, "action": action}
+
+    def _apply_pricing(self, doc: PricingDoc) -> dict:
+        changed = self.accountant.set_rates(doc.to_rates())
+        if changed:
+            self.wake()
+        return {"kind": "Pricing", "name": doc.name, "action": "configured" if changed else "unchanged"}
 
     def _apply_queue(self, doc: QueueDoc) -> dict:
         spec = doc.to_spec()
@@ -247,7 +381,12 @@ class ControlService:
         self.wake()  # quotas changed: the scheduler looks again
         return {"kind": "Queue", "name": doc.name, "action": "configured" if old else "created"}
 
-    _appliers = {"Team": _apply_team, "Queue": _apply_queue}
+    _appliers = {"Team": _apply_team, "Queue": _apply_queue, "Budget": _apply_budget, "Pricing": _apply_pricing}
+
+
+def usage_dict(u) -> dict:
+    """A ``model.cost.Usage`` in the units people read: USD, GPU-hours, kWh, kg CO2e."""
+    return {"cost_usd": u.cost_usd, "gpu_hours": u.gpu_s / 3600.0, "energy_kwh": u.energy_kwh, "carbon_kg": u.carbon_g / 1000.0}
 
 
 def _attributed(default: str, reason: str) -> dict:

@@ -251,6 +251,16 @@ def wait_exit_code(job: dict[str, Any]) -> int:
     return code
 
 
+def iso_time(text: str) -> float | None:
+    """Epoch seconds of an ISO-8601 date or time ("2026-12-01", "2026-12-01T18:00:00Z"), read as
+    UTC when it names no timezone; None when ``text`` is not one."""
+    try:
+        at = _dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (at if at.tzinfo is not None else at.replace(tzinfo=_dt.UTC)).timestamp()
+
+
 def output_option(command: Any) -> Any:
     """The ``-o/--output table|json`` option every read command takes."""
     return click.option("-o", "--output", "output", type=click.Choice(["table", "json"]),

@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from hyperion.cli.context import CliError
-from hyperion.cli.output import output_option
+from hyperion.cli.output import iso_time, output_option
 
 
 def _instant(text: str | None, option: str, start: float | None) -> float | None:
@@ -31,17 +30,14 @@ def _instant(text: str | None, option: str, start: float | None) -> float | None
         return parse_duration(text)
     except ValueError:
         pass
-    try:
-        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+    at = iso_time(text)
+    if at is None:
         raise CliError(f"{option} {text!r}: expected a duration from the trace start (\"30d\", \"12h\", seconds) "
-                       "or a date (\"2017-10-01\")", exit_code=2) from None
+                       "or a date (\"2017-10-01\")", exit_code=2)
     if start is None:
         raise CliError(f"{option} {text!r}: this trace has only relative times; give a duration from its start "
                        "(\"30d\")", exit_code=2)
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    return at.timestamp() - start
+    return at - start
 
 
 @click.command("simulate")

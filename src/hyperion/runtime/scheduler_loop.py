@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from hyperion.api.agents import AgentHub
 from hyperion.api.service import ControlService
 from hyperion.core import Explanation, Profile, explain, lifecycle
+from hyperion.core.explain import explain_many
 from hyperion.core.rounds import Rounds
 from hyperion.model import Plan
 from hyperion.runtime.snapshotter import Snapshotter
@@ -53,8 +55,11 @@ class SchedulerLoop:
         self._saved_at = self.rounds.accrued_at or float("-inf")
         self.placed = 0
         self.evicted = 0
+        self._held: set[str] = set()  # jobs whose budget hold has been told as an event
         service.wake = self._wake.set
         service.explainer = self.explain
+        service.pending_order = lambda: self.rounds.order  # the dashboard's queue view, with:
+        service.explain_many = self.explain_many
         service.scheduler_stats = lambda: {"cycles": self.cycles, "placed": self.placed, "evicted": self.evicted}
 
     @property
@@ -80,11 +85,13 @@ class SchedulerLoop:
         if not state.pending:
             rounds.idle()
             return 0
-        snap = self.snapshotter.snapshot(now, seed=rounds.cycles, history=rounds.history, holds=rounds.holds)
-        plan = rounds.plan(snap, (self.snapshotter.running_version, state.queues_version), monotonic)
+        started = time.perf_counter()
+        snap = self._snapshot(now, holds=rounds.holds)
+        plan = rounds.plan(snap, self._versions(), monotonic)
         if plan is None:
             return 0
         self.service.verdicts = rounds.verdicts
+        self._note_held(plan)
         views = {j.id: j for j in snap.pending} if plan.assignments else {}
         jobs = [lifecycle.assign(state.jobs[a.job_id], a.placements, estimate=views[a.job_id].runtime_estimate_s, at=now)
                 for a in plan.assignments]
@@ -100,19 +107,58 @@ class SchedulerLoop:
         for e, (job, placements) in zip(plan.evictions, stops, strict=True):
             if not e.handover:
                 self.hub.stop(job, placements, job.reason)
+            self.service.events.emit("handover" if e.handover else "preempted",
+                                     f"job {job.id} preempted for {e.preemptor}: {e.reason}", job=job.id, team=job.team)
         self.placed += len(jobs)
         self.evicted += len(stops)
         left = self.snapshotter.nodes()[0] if jobs else snap.nodes
         self.snapshotter.running()  # fold this cycle's own writes in, so they do not count as a change
-        rounds.settled(left, (self.snapshotter.running_version, state.queues_version))
+        rounds.settled(left, self._versions())
+        self._instrument(plan, jobs, stops, now, time.perf_counter() - started)
         return len(jobs)
+
+    def _instrument(self, plan: Plan, placed: list, stops: list, now: float, seconds: float) -> None:
+        """Report the cycle to ``/metrics``: its duration, what it placed, whom it preempted."""
+        instruments = self.service.instruments
+        instruments.cycle(seconds)
+        for job in placed:
+            instruments.placed(job, now)
+        for e, (job, _) in zip(plan.evictions, stops, strict=True):
+            instruments.preempted(job, e.handover, now)
+
+    def _versions(self) -> tuple:
+        """What a full cycle must follow a change of: who runs where, queues, budgets and prices."""
+        return (self.snapshotter.running_version, self.service.state.queues_version, self.service.accountant.version)
+
+    def _snapshot(self, now: float, holds: tuple = ()):
+        accountant = self.service.accountant
+        budgets = accountant.views(now)
+        return self.snapshotter.snapshot(now, seed=self.rounds.cycles, history=self.rounds.history, holds=holds,
+                                         budgets=budgets, prices=accountant.prices() if budgets else None)
+
+    def _note_held(self, plan: Plan) -> None:
+        """An event the first time a job is held for its team's budget (not at every cycle)."""
+        state = self.service.state
+        for job_id, verdict in plan.verdicts.items():
+            if verdict.plugin == "budget" and job_id not in self._held:
+                self._held.add(job_id)
+                job = state.jobs[job_id]
+                self.service.events.emit("budget-held", f"job {job_id} held: {verdict.reasons[0]}", job=job_id, team=job.team)
+        if len(self._held) > 1024:
+            self._held = {j for j in self._held if j in state.pending}
 
     def explain(self, job_id: str) -> Explanation | None:
         """Explain a pending job on a fresh snapshot, with the verdicts, order and reservations of
         the last cycles."""
         rounds = self.rounds
-        snap = self.snapshotter.snapshot(self.service.clock.now(), seed=rounds.cycles, history=rounds.history)
+        snap = self._snapshot(self.service.clock.now())
         return explain(snap, self.profile, Plan((), rounds.verdicts, holds=rounds.holds, order=rounds.order), job_id)
+
+    def explain_many(self, job_ids) -> dict[str, Explanation]:
+        """``explain`` for many pending jobs on one snapshot (a page of the dashboard's queue view)."""
+        rounds = self.rounds
+        snap = self._snapshot(self.service.clock.now())
+        return explain_many(snap, self.profile, Plan((), rounds.verdicts, holds=rounds.holds, order=rounds.order), job_ids)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

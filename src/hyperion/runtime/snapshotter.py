@@ -105,9 +105,11 @@ class Snapshotter:
                 self._running[job_id] = new
         return tuple(self._running.values())
 
-    def snapshot(self, now: float, seed: int, history: dict | None = None, holds: tuple[Hold, ...] = ()) -> Snapshot:
+    def snapshot(self, now: float, seed: int, history: dict | None = None, holds: tuple[Hold, ...] = (),
+                 budgets: tuple = (), prices: dict | None = None) -> Snapshot:
         nodes, index = self.nodes()
         running = self.running()
         usage = {q: dict(u) for q, u in self.state.queue_usage.items()}
         return Snapshot(now=now, seed=seed, nodes=nodes, pending=self.pending(), node_index=index, running=running,
-                        queues=dict(self.state.queues), usage=usage, history=history or {}, holds=holds)
+                        queues=dict(self.state.queues), usage=usage, history=history or {}, holds=holds,
+                        budgets=budgets, prices=prices or {})
