@@ -1,7 +1,7 @@
 """Dashboard API latency: every ``/v1/dashboard/...`` endpoint (and ``/metrics``) on a large cluster.
 
     .venv/bin/python bench/dashboard_bench.py [--jobs 10000] [--nodes 1000] [--gpus 8] [--requests 200]
-                                              [--history 60] [--server testclient|uvicorn]
+                                              [--history 60] [--server testclient|uvicorn] [--no-gc-freeze]
 
 Builds a ``ControlService`` on the in-memory store, with the real scheduler loop (``SchedulerLoop``,
 agents stubbed out) deciding who runs: ``--nodes`` nodes of ``--gpus`` GPUs each (A100 and H100,
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import math
 import os
 import platform
@@ -225,6 +226,8 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=5_000)
     ap.add_argument("--requests", type=int, default=200, help="requests per endpoint")
     ap.add_argument("--server", choices=("testclient", "uvicorn"), default="testclient")
+    ap.add_argument("--no-gc-freeze", action="store_true",
+                    help="leave the loaded state in the collector's full passes (the control plane freezes it)")
     args = ap.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
@@ -236,6 +239,8 @@ def main() -> None:
         print(f"built in {time.perf_counter() - started:.1f} s: {len(state.jobs)} jobs ({mix}), "
               f"{len(state.nodes)} nodes x {args.gpus} GPUs, {sum(len(h) for h in service.metrics.values())} telemetry samples, "
               f"{args.events} events, {len(service.accountant.budgets)} budgets, a week of usage per team")
+        if not args.no_gc_freeze:
+            gc.freeze()  # as runtime/controlplane.py does once it has loaded its state
         app = build_app(service)
         team = TEAMS[0]
         cases = [

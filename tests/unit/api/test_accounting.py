@@ -186,3 +186,15 @@ def test_pricing_and_budgets_are_kept_in_the_store(store: MemoryStore, clock: Cl
     assert again.accountant.rates.gpu_price("A100") == 2.0 and again.accountant.rates.pue == 1.5
     assert again.accountant.budgets["b"].gpu_hours == 3
     assert again.apply(auth.ADMIN, [PRICING])["results"][0]["action"] == "unchanged"
+
+
+def test_the_example_cost_file_applies(service: ControlService) -> None:
+    from hyperion.api.spec import load_documents
+
+    path = Path(__file__).resolve().parents[3] / "examples" / "cost.yaml"
+    docs = load_documents(path.read_text(), str(path))
+    raw = [d.model_dump(mode="json", by_alias=True, exclude_none=True) for d in docs]
+    results = service.apply(auth.ADMIN, raw)["results"]
+    assert [(r["kind"], r["action"]) for r in results] == [
+        ("Pricing", "configured"), ("Budget", "created"), ("Budget", "created"), ("Team", "created")]
+    assert service.accountant.rates.gpu_price("H100") == 2.90
