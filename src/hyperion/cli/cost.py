@@ -42,9 +42,13 @@ def parse_when(text: str | None, option: str, now: float) -> float | None:
     return when
 
 
+def _num(v: float) -> str:
+    """Two decimals for amounts of 10 and more, four below (a short demo costs fractions of a cent)."""
+    return f"{v:,.2f}" if abs(v) >= 10 else f"{v:.4f}"
+
+
 def _row(item: dict[str, Any], key: str) -> list[Any]:
-    return [item[key], f"{item['cost_usd']:.2f}", f"{item['gpu_hours']:.3f}", f"{item['energy_kwh']:.3f}",
-            f"{item['carbon_kg']:.3f}"]
+    return [item[key], *(_num(item[c]) for c in COLUMNS)]
 
 
 @click.command()
