@@ -46,21 +46,12 @@ from hyperion.model import Gpu, GpuMetrics, Node, NodeMetrics, NodeState, Phase,
 from hyperion.runtime.scheduler_loop import SchedulerLoop  # noqa: E402
 from hyperion.store import MemoryStore  # noqa: E402
 from hyperion.store.objects import ClusterState  # noqa: E402
+from hyperion.testing.clock import ManualClock as Clock  # noqa: E402
 
 TEAMS = ("vision", "nlp", "speech", "robotics", "search", "ads", "infra", "research")
 QUEUES = ("default", "train", "tune", "serve")
 GiB = 2**30
 
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.t = now
-
-    def now(self) -> float:
-        return self.t
-
-    def monotonic(self) -> float:
-        return self.t
 
 
 class NoAgents:

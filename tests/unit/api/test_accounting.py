@@ -18,21 +18,12 @@ from hyperion.model import GpuMetrics, NodeMetrics, Placement
 from hyperion.store import MemoryStore
 from hyperion.store.objects import ClusterState
 from hyperion.testing.builders import a_node
+from hyperion.testing.clock import ManualClock as Clock
 
 T0 = float(calendar.timegm((2026, 12, 6, 23, 50, 0)))  # ten minutes before midnight UTC
 PRICING = {"kind": "Pricing", "gpu_hour_usd": {"A100": 2.0, "*": 1.0}, "gpu_watts": {"A100": 400},
            "pue": 1.5, "carbon_intensity": 300}
 
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def now(self) -> float:
-        return self.t
-
-    def monotonic(self) -> float:
-        return self.t
 
 
 @pytest.fixture

@@ -21,21 +21,12 @@ from hyperion.model import Gpu, GpuMetrics, Node, NodeMetrics, NodeState, Phase,
 from hyperion.runtime.scheduler_loop import SchedulerLoop
 from hyperion.store import MemoryStore
 from hyperion.store.objects import ClusterState
+from hyperion.testing.clock import ManualClock as Clock
 
 GiB = 2**30
 T0 = 1_750_000_000.0
 ADMIN = "admin-token"
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = T0
-
-    def now(self) -> float:
-        return self.t
-
-    def monotonic(self) -> float:
-        return self.t
 
 
 class NoAgents:
@@ -64,7 +55,7 @@ def cluster(tmp_path: Path):
     """n1, n2 ready (4 GPUs each, held by one vision and one nlp job); n3 cordoned, n4 unhealthy,
     n5 not ready; five jobs pending behind them (two queues); telemetry, events and an hour of
     metered usage."""
-    clock = Clock()
+    clock = Clock(T0)
     service = ControlService(ClusterState(MemoryStore()), clock, LogStore(tmp_path / "logs"), ADMIN)
     loop = SchedulerLoop(service, NoAgents(), PROFILES["default"]())  # type: ignore[arg-type]
     results = service.apply(auth.ADMIN, [{"kind": "Team", "name": "vision"}, {"kind": "Team", "name": "nlp"},

@@ -15,16 +15,7 @@ from hyperion.model import GpuMetrics, NodeMetrics, Phase, Placement
 from hyperion.store import MemoryStore
 from hyperion.store.objects import ClusterState
 from hyperion.testing.builders import a_node
-
-
-class Clock:
-    t = 1000.0
-
-    def now(self) -> float:
-        return self.t
-
-    def monotonic(self) -> float:
-        return self.t
+from hyperion.testing.clock import ManualClock as Clock
 
 
 class Stops:

@@ -29,25 +29,16 @@ from hyperion.model.cost import BudgetSpec
 from hyperion.store import MemoryStore
 from hyperion.store.objects import ClusterState
 from hyperion.testing.builders import a_job, a_node
+from hyperion.testing.clock import ManualClock as Clock
 
 T0 = 1_700_000_000.0
 MiB = 2**20
 
 
-class Clock:
-    def __init__(self, at: float = T0) -> None:
-        self.at = at
-
-    def now(self) -> float:
-        return self.at
-
-    def monotonic(self) -> float:
-        return self.at - T0
-
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture
@@ -78,7 +69,7 @@ def run_to_success(service: ControlService, clock: Clock, job: Job, node: str, g
     job = place(service, job, node, gpus, clock.now())
     job = lifecycle.task_running(job, job.attempt, 0, clock.now())
     service.state.update_jobs([job])
-    clock.at += seconds
+    clock.t += seconds
     job, _ = lifecycle.task_exited(job, job.attempt, 0, 0, clock.now())
     service.state.update_jobs([job])
     return job
@@ -185,12 +176,12 @@ def test_queue_wait_placements_and_preemption_duration(cluster, clock):
     state.update_jobs([preempted])
     ins.preempted(preempted, False, clock.now())
     ins.preempted(preempted, True, clock.now())  # then handed over while it stops: one preemption, not two
-    clock.at += 4.0
+    clock.t += 4.0
     stopped, _ = lifecycle.task_exited(preempted, preempted.attempt, 0, 143, clock.now())
     assert stopped.phase is Phase.PENDING
     state.update_jobs([stopped])
     ins.victim_stopped(stopped, clock.now())
-    clock.at += 6.0
+    clock.t += 6.0
     again = place(cluster, stopped, "n1", (2,), clock.now())
     ins.placed(again, clock.now())
     found = samples(cluster)
