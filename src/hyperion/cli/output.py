@@ -13,6 +13,7 @@ formats are tested without a server. Conventions, after kubectl:
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -210,6 +211,15 @@ def _gpu_list(gpus: Any) -> str:
     return "-" if gpus is None else str(gpus)
 
 
+_EPOCH = re.compile(r"\bt=(\d{9,11}(?:\.\d+)?)\b")
+
+
+def _epochs_as_times(text: str, now: float) -> str:
+    """A scheduler reason with its epoch instants (``t=1796600658``, as the core writes them: it
+    reads no clock or timezone) shown as local times."""
+    return _EPOCH.sub(lambda m: format_time(float(m.group(1)), now), text)
+
+
 def explanation(e: dict[str, Any], now: float) -> str:
     """`hyperion explain` for people."""
     lines = [f"{e['id']} ({e['team']}): {e['phase']}"]
@@ -223,7 +233,7 @@ def explanation(e: dict[str, Any], now: float) -> str:
     if e.get("verdict"):
         lines.append(f"verdict: {e['verdict']}")
     for r in e.get("reasons", []):
-        lines.append(f"  [{r['plugin']}] {r['reason']}")
+        lines.append(f"  [{r['plugin']}] {_epochs_as_times(r['reason'], now)}")
     if e.get("estimated_start") is not None:
         lines.append(f"estimated start: {format_time(e['estimated_start'], now)}  ({e['estimate_basis']})")
     else:

@@ -485,3 +485,14 @@ def test_up_then_down_with_a_stand_in_daemon(tmp_path: Path, monkeypatch: pytest
     finally:
         if not daemon.process_gone(pid):
             daemon.stop_process(pid, grace=1)
+
+
+def test_explain_shows_the_schedulers_epoch_instants_as_local_times() -> None:
+    from hyperion.cli.output import explanation, format_time
+
+    now = 1_796_600_000.0
+    e = {"id": "j-1", "team": "vision", "phase": "pending", "position": 1, "pending": 1, "ahead_total": 0,
+         "reasons": [{"plugin": "backfill", "reason": "it starts at t=1796600658 at the latest"}],
+         "estimated_start": None, "estimate_basis": "no estimate"}
+    text = explanation(e, now)
+    assert f"it starts at {format_time(1796600658.0, now)} at the latest" in text and "t=1796600658" not in text
