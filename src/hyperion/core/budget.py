@@ -96,7 +96,7 @@ def check(team: str, gpus: int, cpus_milli: int, gpu_type: str | None, estimate_
             name = f"budget {b.name!r} of team {team!r}"
             if not whole and limit - spent <= 0:
                 return (f"{name}: {_fmt(unit, spent)} spent of {_fmt(unit, limit)} this {b.period}; "
-                        f"the job waits until the period ends at {_utc(b.period_end)} or the budget is raised")
+                        f"the job waits until the period ends at {_utc(b.epoch + b.period_end)} or the budget is raised")
             if exp is not None and exp > left + 1e-9:
                 how = (f"{gpus} GPU(s) x {estimate_s / 3600.0:.2f} h" if unit == "gpu_hours" or gpus > 0
                        else f"{cpus_milli / 1000:g} CPU(s) x {estimate_s / 3600.0:.2f} h")
@@ -109,7 +109,7 @@ def check(team: str, gpus: int, cpus_milli: int, gpu_type: str | None, estimate_
                 owing = f", {_fmt(unit, owed)} still expected by running jobs" if owed > 0 else ""
                 return (f"{name}: this job is expected to cost {_fmt(unit, exp)} ({how}) but only {_fmt(unit, max(left, 0.0))} "
                         f"of {_fmt(unit, limit)} is left this {b.period} ({_fmt(unit, spent)} spent{owing}); it waits until "
-                        f"{_utc(b.period_end)} or until the budget is raised")
+                        f"{_utc(b.epoch + b.period_end)} or until the budget is raised")
     return None
 
 

@@ -93,3 +93,6 @@ class BudgetView:
     spent_usd: float = 0.0
     spent_gpu_hours: float = 0.0
     action: str = "hold"
+    # epoch seconds of the snapshot clock's 0 (the simulator's clock counts from its trace's start;
+    # the live clock is epoch time): messages print period ends as UTC dates with it
+    epoch: float = 0.0

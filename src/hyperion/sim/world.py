@@ -245,7 +245,8 @@ class World:
                 overlap = max(0.0, min(e, end) - max(s, start))
                 usd += overlap * rate
                 gpu_s += overlap * g
-            out.append(BudgetView(b.name, b.team, b.period, start, end, b.usd, b.gpu_hours, usd, gpu_s / 3600.0, b.action))
+            out.append(BudgetView(b.name, b.team, b.period, start, end, b.usd, b.gpu_hours, usd, gpu_s / 3600.0, b.action,
+                                  epoch))
         for team, start in oldest.items():  # attempts that ended before every current period count no more
             spans = self._ended.get(team)
             if spans and spans[0][1] < start:

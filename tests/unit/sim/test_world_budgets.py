@@ -65,3 +65,10 @@ def test_a_job_over_the_whole_budget_never_starts_and_the_run_ends() -> None:
     w = world(jobs, BudgetSpec("daily", "a", "day", usd=10.0), oracle="sjf")  # $80 expected
     run_all(w)
     assert w.remaining == 1 and "big" in w.pending
+
+
+def test_held_jobs_are_told_the_periods_end_as_a_date() -> None:
+    w = world([TraceJob("j1", 0.0, 3600.0, 8, team="a")], BudgetSpec("daily", "a", "day", usd=0.0))
+    w.step()
+    reason = w.rounds.verdicts["j1"].reasons[0]
+    assert "until the period ends at 2026-12-07 00:00 UTC" in reason
