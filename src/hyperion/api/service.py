@@ -62,6 +62,8 @@ class ControlService:
         self.scheduler_stats: Callable[[], dict] = dict  # set by the scheduler loop: cycles, placed, evicted
         self.instruments = Instruments(self)  # /metrics: the loops report to it, it reads the rest at scrape time
         self.pending_order: Callable[[], Sequence[str]] = tuple  # set by the scheduler loop: the last cycles' order
+        # set by the scheduler loop: team -> (USD, GPU-hours) its running jobs are still expected to use
+        self.commitments: Callable[[float, dict], dict[str, tuple[float, float]]] = lambda now, prices: {}
         self.explain_many: Callable[[Iterable[str]], dict[str, Explanation]] = lambda job_ids: {}  # ditto, on one snapshot
 
     # ---- identity ------------------------------------------------------------------------
@@ -104,7 +106,8 @@ class ControlService:
 
     def _check_budget(self, spec, now: float) -> None:
         """``action: reject`` budgets refuse, at submission, a job whose expected cost does not fit
-        what is left (``hold`` budgets leave it to the scheduler's gate, which keeps it pending)."""
+        what is left, as the scheduler's gate counts it (``hold`` budgets leave it to the gate,
+        which keeps it pending)."""
         views = [v for v in self.accountant.views(now) if v.team == spec.team and v.action == "reject"]
         if not views:
             return
@@ -112,8 +115,9 @@ class ControlService:
         if estimate is None:
             estimate = self.state.runtime_estimate(spec.team, spec.user)
         r = spec.resources
+        prices = self.accountant.prices()
         why = budget.check(spec.team, r.gpus * spec.replicas, r.cpus_milli * spec.replicas, spec.gpu_type, estimate,
-                           views, self.accountant.prices())
+                           views, prices, committed=self.commitments(now, prices).get(spec.team, (0.0, 0.0)))
         if why is not None:
             raise Invalid(f"job rejected: {why}", [{"loc": ["resources"], "line": None, "msg": why}])
 

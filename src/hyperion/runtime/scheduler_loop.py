@@ -28,7 +28,7 @@ import time
 
 from hyperion.api.agents import AgentHub
 from hyperion.api.service import ControlService
-from hyperion.core import Explanation, Profile, explain, lifecycle
+from hyperion.core import Explanation, Profile, budget, explain, lifecycle
 from hyperion.core.explain import explain_many
 from hyperion.core.rounds import Rounds
 from hyperion.model import Plan
@@ -58,6 +58,7 @@ class SchedulerLoop:
         self._held: set[str] = set()  # jobs whose budget hold has been told as an event
         service.wake = self._wake.set
         service.explainer = self.explain
+        service.commitments = lambda now, prices: budget.committed(self.snapshotter.running(), now, prices)
         service.pending_order = lambda: self.rounds.order  # the dashboard's queue view, with:
         service.explain_many = self.explain_many
         service.scheduler_stats = lambda: {"cycles": self.cycles, "placed": self.placed, "evicted": self.evicted}

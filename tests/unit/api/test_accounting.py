@@ -189,3 +189,23 @@ def test_the_example_cost_file_applies(service: ControlService) -> None:
     assert [(r["kind"], r["action"]) for r in results] == [
         ("Pricing", "configured"), ("Budget", "created"), ("Budget", "created"), ("Team", "created")]
     assert service.accountant.rates.gpu_price("H100") == 2.90
+
+
+def test_rejection_counts_what_running_jobs_are_still_expected_to_use(service: ControlService, clock) -> None:
+    from hyperion.core import PROFILES
+    from hyperion.runtime.scheduler_loop import SchedulerLoop
+
+    class NoAgents:
+        def start(self, job, handed=()) -> None:
+            pass
+
+        def stop(self, job, placements, reason) -> None:
+            pass
+
+    loop = SchedulerLoop(service, NoAgents(), PROFILES["default"]())  # type: ignore[arg-type]
+    service.apply(auth.ADMIN, [{"kind": "Budget", "name": "cap", "team": "vision", "usd": 20, "action": "reject"}])
+    submit(service, gpus=2, runtime_estimate="4h")  # $16 expected: fits $20
+    assert loop.cycle() == 1                         # placed: $16 of the $20 are now committed
+    with pytest.raises(Invalid, match=r"only \$4.00 of \$20.00 is left .* \$16.00 still expected by running jobs"):
+        submit(service, gpus=2, runtime_estimate="2h")  # $8
+    assert submit(service, gpus=1, runtime_estimate="1h")  # $2 fits
