@@ -32,21 +32,28 @@ from hyperion.model import Priority
 PLUGINS: dict[str, type] = {}
 
 
-def plugin(name: str) -> Callable[[type], type]:
-    def register(cls: type) -> type:
-        if name in PLUGINS:
-            raise ValueError(f"plugin {name!r} registered twice")
-        cls.name = name
-        PLUGINS[name] = cls
-        return cls
-    return register
+def registrar(registry: dict[str, type], what: str = "plugin") -> Callable[[str], Callable[[type], type]]:
+    """A decorator factory registering classes by name in ``registry`` (``plugin`` here; the
+    federation's plugins have their own registry, ``core.federation.profiles``)."""
+    def decorator(name: str) -> Callable[[type], type]:
+        def register(cls: type) -> type:
+            if name in registry:
+                raise ValueError(f"{what} {name!r} registered twice")
+            cls.name = name
+            registry[name] = cls
+            return cls
+        return register
+    return decorator
+
+
+plugin = registrar(PLUGINS)
 
 
 class ProfileError(ValueError):
     """A profile names an unknown plugin, an invalid weight or an invalid option."""
 
 
-def _choice(*values: str) -> Callable[[object], str]:
+def choice(*values: str) -> Callable[[object], str]:
     def check(v: object) -> str:
         if v not in values:
             raise ValueError(f"one of {', '.join(values)}")
@@ -54,7 +61,7 @@ def _choice(*values: str) -> Callable[[object], str]:
     return check
 
 
-def _flag(v: object) -> bool:
+def flag(v: object) -> bool:
     if isinstance(v, bool):
         return v
     if isinstance(v, str) and v.lower() in ("true", "false", "yes", "no", "1", "0"):
@@ -62,7 +69,7 @@ def _flag(v: object) -> bool:
     raise ValueError("true or false")
 
 
-def _number(lo: float, hi: float, open_lo: bool = False) -> Callable[[object], float]:
+def number(lo: float, hi: float, open_lo: bool = False) -> Callable[[object], float]:
     def check(v: object) -> float:
         try:
             x = float(v)  # type: ignore[arg-type]
@@ -80,24 +87,24 @@ CLASS_FLOOR: dict[str, Priority | None] = {"ultra-low-latency": Priority.ULTRA_L
                                            "latency-critical": Priority.LATENCY_CRITICAL, "never": None}
 
 OPTIONS: dict[str, tuple[Any, Callable[[object], Any]]] = {
-    "victim_order": ("borrowers-first", _choice("borrowers-first", "cheapest-first")),
-    "reclaim_priority": ("lower-or-equal", _choice("lower-or-equal", "lower", "any")),
-    "share_basis": ("usage", _choice("usage", "borrowed")),
-    "share_order": ("current", _choice("current", "after-admission")),
-    "lend_while_pending": (True, _flag),
-    "cross_queue_class_preemption": ("ultra-low-latency", _choice(*CLASS_FLOOR)),
-    "half_life_s": (86400.0, _number(0, 10 * 365 * 86400.0, open_lo=True)),
-    "history_weight": (0.5, _number(0, 1)),
+    "victim_order": ("borrowers-first", choice("borrowers-first", "cheapest-first")),
+    "reclaim_priority": ("lower-or-equal", choice("lower-or-equal", "lower", "any")),
+    "share_basis": ("usage", choice("usage", "borrowed")),
+    "share_order": ("current", choice("current", "after-admission")),
+    "lend_while_pending": (True, flag),
+    "cross_queue_class_preemption": ("ultra-low-latency", choice(*CLASS_FLOOR)),
+    "half_life_s": (86400.0, number(0, 10 * 365 * 86400.0, open_lo=True)),
+    "history_weight": (0.5, number(0, 1)),
     # who may evict whom: "class" (the tiers of core/plugins/preemption.py) or, in addition,
     # "attained-service" (Tiresias: a job evicts jobs of its class in a higher service level)
-    "preempt_by": ("class", _choice("class", "attained-service")),
+    "preempt_by": ("class", choice("class", "attained-service")),
     # least-attained-service levels: boundaries at T, 10 T, 100 T, ... GPU-hours, ``las_levels`` levels
-    "las_threshold_gpu_h": (1.0, _number(0, 1e9, open_lo=True)),
-    "las_levels": (2.0, _number(1, 8)),
+    "las_threshold_gpu_h": (1.0, number(0, 1e9, open_lo=True)),
+    "las_levels": (2.0, number(1, 8)),
     # the fast path: a job of this class or higher that needs evictions is placed on its victims'
     # resources in the same cycle (they are frozen, then checkpoint and stop in the background);
     # lower classes wait for their victims to stop (they checkpoint first)
-    "handover_class": ("ultra-low-latency", _choice(*CLASS_FLOOR)),
+    "handover_class": ("ultra-low-latency", choice(*CLASS_FLOOR)),
 }
 
 

@@ -44,26 +44,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hyperion.core.framework import ProfileError, _flag, _number
+from hyperion.core.framework import ProfileError, flag, number, registrar
 
 FED_PLUGINS: dict[str, type] = {}
 
 
-def fed_plugin(name: str) -> Callable[[type], type]:
-    def register(cls: type) -> type:
-        if name in FED_PLUGINS:
-            raise ValueError(f"federation plugin {name!r} registered twice")
-        cls.name = name
-        FED_PLUGINS[name] = cls
-        return cls
-    return register
+fed_plugin = registrar(FED_PLUGINS, "federation plugin")
 
 
 FED_OPTIONS: dict[str, tuple[Any, Callable[[object], Any]]] = {
-    "wait": (False, _flag),
-    "max_wait_h": (24.0, _number(0, 168)),
-    "max_cost_ratio": (float("inf"), _number(1, float("inf"))),
-    "spot_interruptions_per_h": (0.05, _number(0, 1e6)),
+    "wait": (False, flag),
+    "max_wait_h": (24.0, number(0, 168)),
+    "max_cost_ratio": (float("inf"), number(1, float("inf"))),
+    "spot_interruptions_per_h": (0.05, number(0, 1e6)),
 }
 
 
