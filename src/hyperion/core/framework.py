@@ -128,6 +128,21 @@ class Profile:
         return self.options.get(name, OPTIONS[name][0])
 
 
+def check_options(what: str, options: Mapping[str, object] | None,
+                  table: Mapping[str, tuple[Any, Callable[[object], Any]]]) -> dict[str, Any]:
+    """The given options, each validated by its entry of ``table`` (name -> (default, validator));
+    ``ProfileError`` names ``what`` (e.g. "profile 'default'"), the option and what it must be."""
+    checked: dict[str, Any] = {}
+    for key, value in (options or {}).items():
+        if key not in table:
+            raise ProfileError(f"{what}: unknown option {key!r}; known: {', '.join(sorted(table))}")
+        try:
+            checked[key] = table[key][1](value)
+        except ValueError as e:
+            raise ProfileError(f"{what}: option {key} must be {e}, got {value!r}") from None
+    return checked
+
+
 def build_profile(name: str, plugins: list[str] | tuple[str, ...], weights: dict[str, float] | None = None,
                   incremental: bool = False, options: Mapping[str, object] | None = None) -> Profile:
     weights = dict(weights or {})
@@ -141,14 +156,7 @@ def build_profile(name: str, plugins: list[str] | tuple[str, ...], weights: dict
             raise ProfileError(f"profile {name!r}: weight for {key!r}, which the profile does not enable")
         if not (w >= 0):
             raise ProfileError(f"profile {name!r}: weight of {key!r} must be >= 0, got {w}")
-    checked: dict[str, Any] = {}
-    for key, value in (options or {}).items():
-        if key not in OPTIONS:
-            raise ProfileError(f"profile {name!r}: unknown option {key!r}; known: {', '.join(sorted(OPTIONS))}")
-        try:
-            checked[key] = OPTIONS[key][1](value)
-        except ValueError as e:
-            raise ProfileError(f"profile {name!r}: option {key} must be {e}, got {value!r}") from None
+    checked = check_options(f"profile {name!r}", options, OPTIONS)
     if checked.get("lend_while_pending") is False:
         incremental = False  # lending then depends on every pending job, not only new arrivals
     resolved = {key: checked.get(key, default) for key, (default, _) in OPTIONS.items()}

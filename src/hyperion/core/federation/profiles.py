@@ -44,7 +44,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hyperion.core.framework import ProfileError, flag, number, registrar
+from hyperion.core.framework import ProfileError, check_options, flag, number, registrar
 
 FED_PLUGINS: dict[str, type] = {}
 
@@ -90,13 +90,7 @@ def build_fed_profile(name: str, plugins: list[str] | tuple[str, ...], weights: 
         if not (w >= 0):
             raise ProfileError(f"federation profile {name!r}: weight of {key!r} must be >= 0, got {w}")
     resolved = {key: default for key, (default, _) in FED_OPTIONS.items()}
-    for key, value in (options or {}).items():
-        if key not in FED_OPTIONS:
-            raise ProfileError(f"federation profile {name!r}: unknown option {key!r}; known: {', '.join(sorted(FED_OPTIONS))}")
-        try:
-            resolved[key] = FED_OPTIONS[key][1](value)
-        except ValueError as e:
-            raise ProfileError(f"federation profile {name!r}: option {key} must be {e}, got {value!r}") from None
+    resolved.update(check_options(f"federation profile {name!r}", options, FED_OPTIONS))
     instances = tuple(FED_PLUGINS[p]() for p in plugins)
     for inst in instances:
         inst.opt = resolved
