@@ -122,6 +122,18 @@ def _gpu_count(row: _Row, column: str) -> int | None:
     return int(count) if count == int(count) else None
 
 
+def _whole_gpus(row: _Row, name: str, provider: str, not_gpu: str, result: SourceRead) -> int | None:
+    """The GPU count of an accelerator row, or None (counted in ``result.skipped``) when it is
+    not a GPU or a fraction of one."""
+    if not is_gpu(name):
+        result.skipped[f"{provider}: {not_gpu}"] += 1
+        return None
+    count = _gpu_count(row, "AcceleratorCount")
+    if count is None:
+        result.skipped[f"{provider}: fraction of a GPU"] += 1
+    return count
+
+
 def _price(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
@@ -137,12 +149,8 @@ def read_gcp_vms(path: str | Path) -> SourceRead:
             name = row["AcceleratorName"]
             if not name:
                 raise row.fail("AcceleratorName", "is empty on a row without InstanceType; an accelerator row names it")
-            if not is_gpu(name):
-                result.skipped["gcp: not a GPU (TPU)"] += 1
-                continue
-            count = _gpu_count(row, "AcceleratorCount")
+            count = _whole_gpus(row, name, "gcp", "not a GPU (TPU)", result)
             if count is None:
-                result.skipped["gcp: fraction of a GPU"] += 1
                 continue
             accelerators.setdefault((row["AvailabilityZone"], name, count), row)
         elif row["InstanceType"].startswith("n1-highmem-"):
@@ -210,12 +218,8 @@ def read_azure_vms(path: str | Path) -> SourceRead:
         name = row["AcceleratorName"]
         if not name:
             continue
-        if not is_gpu(name):
-            result.skipped["azure: not a GPU"] += 1
-            continue
-        count = _gpu_count(row, "AcceleratorCount")
+        count = _whole_gpus(row, name, "azure", "not a GPU", result)
         if count is None:
-            result.skipped["azure: fraction of a GPU"] += 1
             continue
         price = row.number("Price", required=False)
         if price is None or price == 0:
