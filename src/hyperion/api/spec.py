@@ -49,11 +49,12 @@ from pydantic import (
 
 from hyperion.model import Framework, JobSpec, Priority, Resources
 from hyperion.model.cost import BudgetSpec, Rates
+from hyperion.model.federation import ClusterView
 from hyperion.model.quantity import size_in_bytes
 from hyperion.model.queue import QueueSpec, gpu_key
 
 __all__ = [
-    "API_VERSION", "KINDS", "BudgetDoc", "IdlePolicyDoc", "PricingDoc",
+    "API_VERSION", "KINDS", "BudgetDoc", "ClusterDoc", "IdlePolicyDoc", "PricingDoc",
     "Count", "CpuAmount", "DataDoc", "Document", "DocumentModel", "FieldError", "JobDoc",
     "Name", "PositiveSeconds", "Seconds", "Size", "StrictModel", "Text", "QueueDoc", "QuotaDoc", "ResourcesDoc",
     "SpecError", "TeamDoc", "join_path", "load_documents", "parse_bytes", "parse_duration", "parse_job",
@@ -562,6 +563,105 @@ class PricingDoc(_Document):
                      self.carbon_intensity)
 
 
+CLUSTER_PROVIDERS = ("onprem", "aws", "gcp", "azure", "ray", "slurm", "kubernetes")
+CATALOG_PROVIDERS = ("aws", "gcp", "azure")  # priced from the shipped catalog (``providers.catalog``)
+# USD per GB leaving the provider to the internet (list prices of the first tier, 2024)
+EGRESS_USD_PER_GB = {"aws": 0.09, "gcp": 0.12, "azure": 0.087}
+Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+
+
+@_kind
+class ClusterDoc(_Document):
+    """A member of the federation: an on-prem cluster or a cloud region that can run jobs whole.
+
+    ``gpus`` is its capacity (on-prem: installed; cloud: the GPUs it may launch, e.g. the account's
+    quota there). Prices are USD per GPU-hour: ``gpu_hour_usd`` (required for on-prem, the
+    amortised cost, so on-prem and cloud compete in one currency), else, for aws/gcp/azure, the
+    shipped catalog's cheapest offer of that type in the region (``spot_gpu_hour_usd`` likewise).
+    ``grid_zone``, ``country`` and ``location`` default to the shipped region table
+    (``providers.regions``); ``carbon_intensity`` is the static gCO2/kWh used where no hourly series
+    of the grid zone is given. ``"*"`` in a price or watts mapping is the default for other types.
+    """
+
+    kind: Literal["Cluster"] = "Cluster"
+    name: Name
+    provider: Literal["onprem", "aws", "gcp", "azure", "ray", "slurm", "kubernetes"]
+    region: Text
+    zone: str = ""
+    grid_zone: str | None = None
+    country: str | None = None
+    location: tuple[Latitude, Longitude] | None = None
+    gpus: dict[Text, Count]
+    gpu_hour_usd: dict[Text, Money] = {}
+    spot_gpu_hour_usd: dict[Text, Money] = {}
+    spot_interruptions_per_h: Money | None = None
+    carbon_intensity: Money | None = None
+    gpu_watts: dict[Text, Money] = {}
+    pue: float = Field(1.1, ge=1, le=5, allow_inf_nan=False)
+    egress_usd_per_gb: Money | None = None
+    wan_gbps: float = Field(10.0, gt=0, allow_inf_nan=False)
+    data: list[Text] = []
+    latency_ms: dict[Text, Money] = {}
+    accepting: bool = True
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> ClusterDoc:
+        problems = []
+        if not self.gpus:
+            problems.append((("gpus",), "give the cluster's capacity as GPUs by type, e.g. `gpus: {A100: 64}`"))
+        for gpu_type in self.gpus:
+            if self.price(gpu_type) is None:
+                if self.provider in CATALOG_PROVIDERS:
+                    what = (f"the shipped catalog has no {gpu_type} offer in {self.provider} {self.region}; "
+                            f"give `gpu_hour_usd: {{{gpu_type}: PRICE}}` or list a type the region offers")
+                else:
+                    what = (f"{self.provider} clusters are not in the price catalog: give `gpu_hour_usd: {{{gpu_type}: PRICE}}` "
+                            "(USD per GPU-hour; on-prem: amortised hardware, power and staff)")
+                problems.append((("gpus", gpu_type), what))
+        if problems:
+            raise _Problems(problems)
+        return self
+
+    def _lookup(self, mapping: dict[str, float], gpu_type: str) -> float | None:
+        return mapping.get(gpu_type, mapping.get("*"))
+
+    def price(self, gpu_type: str, spot: bool = False) -> float | None:
+        """USD per GPU-hour on demand (or on spot); None: not offered."""
+        own = self._lookup(self.spot_gpu_hour_usd if spot else self.gpu_hour_usd, gpu_type)
+        if own is not None or self.provider not in CATALOG_PROVIDERS:
+            return own
+        from hyperion.providers.catalog import shipped
+
+        return shipped().gpu_hour_price(self.provider, self.region, gpu_type, spot=spot)
+
+    def to_view(self, free_gpus: dict[str, int] | None = None, carbon: tuple[float, ...] = ()) -> ClusterView:
+        """The federation's view of this cluster: ``free_gpus`` (default: its whole capacity) and the
+        hourly carbon series from the current hour (default: its static intensity, or unknown)."""
+        from hyperion.providers.regions import region
+
+        table = region(self.provider, self.region)
+        on_demand = {t: p for t in self.gpus if (p := self.price(t)) is not None}
+        spot = {t: p for t in self.gpus if (p := self.price(t, spot=True)) is not None}
+        if not carbon and self.carbon_intensity is not None:
+            carbon = (self.carbon_intensity,)
+        return ClusterView(
+            name=self.name, provider=self.provider, region=self.region, zone=self.zone,
+            free_gpus=dict(self.gpus if free_gpus is None else free_gpus), on_demand_usd=on_demand, spot_usd=spot,
+            spot_interruptions_per_h=self.spot_interruptions_per_h,
+            grid_zone=self.grid_zone if self.grid_zone is not None else (table.grid_zone if table else ""),
+            country=self.country if self.country is not None else (table.country if table else ""),
+            carbon_g_per_kwh=tuple(carbon),
+            gpu_watts={t: w for t in self.gpus if (w := self._lookup(self.gpu_watts, t)) is not None},
+            pue=self.pue,
+            egress_usd_per_gb=(self.egress_usd_per_gb if self.egress_usd_per_gb is not None
+                               else EGRESS_USD_PER_GB.get(self.provider, 0.0)),
+            wan_gbps=self.wan_gbps, data=frozenset(self.data),
+            location=self.location if self.location is not None else (table.location if table else None),
+            latency_ms=dict(self.latency_ms), accepting=self.accepting,
+        )
+
+
 def _amount(key: str, v: int) -> str:
     """An amount of a resource key as a document would write it: ``8``, ``500m`` (CPUs), ``16Gi``."""
     if key == "cpus":
@@ -571,7 +671,7 @@ def _amount(key: str, v: int) -> str:
     return str(v)
 
 
-Document = JobDoc | TeamDoc | QueueDoc | BudgetDoc | PricingDoc  # for annotations; KINDS is the registry
+Document = JobDoc | TeamDoc | QueueDoc | BudgetDoc | PricingDoc | ClusterDoc  # for annotations; KINDS is the registry
 # the base of documents of other registries (``load_documents(kinds=...)``, e.g. the simulator's
 # ``kind: Cluster``) and of their nested mappings
 DocumentModel = _Document

@@ -21,12 +21,13 @@ import csv
 import io
 import math
 from collections.abc import Iterable
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
 from hyperion.model.offer import PROVIDERS, Catalog, Offer, normalise_gpu
 
-__all__ = ["COLUMNS", "Catalog", "Offer", "format_catalog", "load_catalog", "read_catalog", "shipped_catalog_path"]
+__all__ = ["COLUMNS", "Catalog", "Offer", "format_catalog", "load_catalog", "read_catalog", "shipped", "shipped_catalog_path"]
 
 COLUMNS = ("provider", "region", "zone", "instance_type", "gpu_type", "gpus", "vcpus", "memory_gib",
            "usd_per_hour", "spot_usd_per_hour")
@@ -35,6 +36,12 @@ COLUMNS = ("provider", "region", "zone", "instance_type", "gpu_type", "gpus", "v
 def shipped_catalog_path():
     """The catalog shipped with the package (a ``Traversable``; a real file in a normal install)."""
     return resources.files("hyperion.providers").joinpath("data", "gpu_catalog.csv")
+
+
+@cache
+def shipped() -> Catalog:
+    """The shipped catalog, read once per process."""
+    return load_catalog()
 
 
 def load_catalog(path: str | Path | None = None) -> Catalog:

@@ -43,7 +43,7 @@ from hyperion.api.spec import (
 )
 from hyperion.model.cost import BudgetSpec
 from hyperion.model.queue import QueueSpec
-from hyperion.sim.carbon import HourlySeries, SeriesError, constant, read_series
+from hyperion.providers.grid import HourlySeries, SeriesError, constant, read_series
 from hyperion.sim.energy import PowerModel, load_gpu_power, match_gpu
 from hyperion.sim.traces import alibaba, skypilot_spot
 from hyperion.sim.traces.base import TraceError

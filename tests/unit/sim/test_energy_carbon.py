@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hyperion.sim.carbon import (
+from hyperion.providers.grid import (
     HourlySeries,
     SeriesError,
     constant,

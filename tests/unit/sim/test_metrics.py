@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from hyperion.sim.carbon import HourlySeries, constant
+from hyperion.providers.grid import HourlySeries, constant
 from hyperion.sim.cluster import ClusterModel, Pool, WorkloadModel
 from hyperion.sim.energy import PowerModel
 from hyperion.sim.experiment import run

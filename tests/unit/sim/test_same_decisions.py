@@ -9,8 +9,8 @@ import pytest
 from hyperion.core import PROFILES, lifecycle, schedule
 from hyperion.model import Gpu, Job, JobSpec, Node, Placement, Priority
 from hyperion.model.queue import QueueSpec
+from hyperion.providers.grid import constant
 from hyperion.runtime.snapshotter import Snapshotter
-from hyperion.sim.carbon import constant
 from hyperion.sim.cluster import ClusterModel, Pool, WorkloadModel
 from hyperion.sim.energy import PowerModel
 from hyperion.sim.traces.base import Trace, TraceJob

@@ -12,7 +12,7 @@ import pytest
 
 from hyperion.core.framework import PROFILES
 from hyperion.model.queue import QueueSpec, gpu_key
-from hyperion.sim.carbon import constant
+from hyperion.providers.grid import constant
 from hyperion.sim.cluster import ClusterModel, Pool, WorkloadModel
 from hyperion.sim.energy import PowerModel
 from hyperion.sim.experiment import run

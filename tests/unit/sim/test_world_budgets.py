@@ -5,7 +5,7 @@ from __future__ import annotations
 import calendar
 
 from hyperion.model.cost import BudgetSpec
-from hyperion.sim.carbon import constant
+from hyperion.providers.grid import constant
 from hyperion.sim.cluster import ClusterModel, Pool, WorkloadModel
 from hyperion.sim.energy import PowerModel
 from hyperion.sim.policies import policy

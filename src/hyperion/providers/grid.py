@@ -1,4 +1,5 @@
-"""Hourly grid series for the simulator: carbon intensity (gCO2/kWh) and electricity price (USD/MWh).
+"""Hourly grid series (carbon intensity gCO2/kWh, electricity price USD/MWh): their readers and
+year alignment. Shared by the simulator and the live federation (which forecasts from them).
 
 Glossary:
 - *hourly series* (``HourlySeries``): one value per UTC hour over a contiguous span of hours.
