@@ -162,6 +162,7 @@ def to_json(results: list[PolicyResult], meta: dict) -> dict:
             name: {
                 "metrics": _json_ready(result.metrics),
                 "per_team": _json_ready(result.per_team),
+                **({"per_cluster": _json_ready(result.per_cluster)} if result.per_cluster else {}),
                 "wall_s": _json_ready(result.wall_s),
                 "events": _json_ready(result.events),
             }
@@ -209,11 +210,18 @@ def write_html(results: list[PolicyResult], out_dir: Path, meta: dict, plots: li
         + "</table>",
         "<h2>Comparison</h2>", _html_table(*_comparison_cells(results, None)),
         _html_table(["policy", "events", "wall clock", "events/s"], runs),
-        "<h2>Per team</h2>",
     ]
-    for result in results:
+    if any(r.per_team for r in results):
+        parts.append("<h2>Per team</h2>")
+    for result in (r for r in results if r.per_team):
         summary = f"{result.policy}: {len(result.per_team)} team(s)"
         parts.append(f"<details><summary>{escape(summary)}</summary>{_per_team_table(result)}</details>")
+    if any(r.per_cluster for r in results):
+        parts.append("<h2>Per cluster</h2>")
+        for result in results:
+            rows = [[name, *(_format_any(k, v) for k, v in values.items())] for name, values in result.per_cluster.items()]
+            header = ["cluster", *next(iter(result.per_cluster.values()), {}).keys()]
+            parts.append(f"<details><summary>{escape(result.policy)}</summary>{_html_table(header, rows)}</details>")
     parts.append("<h2>Plots</h2>")
     for plot in plots:
         encoded = base64.b64encode(Path(plot).read_bytes()).decode("ascii")

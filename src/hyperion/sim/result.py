@@ -24,6 +24,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("queue_delay_p99_s", "wait p99", "s", "99th percentile of queueing delay"),
     Metric("pending_mean_s", "pend avg", "s", "time pending over all attempts (first wait and every wait after "
            "an eviction or interruption), mean over finished jobs"),
+    Metric("deadline_misses", "late", "", "jobs that finished after their deadline (federation runs)"),
+    Metric("jobs_shifted", "shifted", "", "decisions that delayed a job to a later hour (federation runs: temporal shifting)"),
     Metric("makespan_s", "makespan", "s", "last finish - first submission"),
     Metric("utilisation", "util", "%", "GPU-seconds held by jobs / GPU-seconds of schedulable capacity, over the makespan"),
     Metric("jain_index", "Jain", "", "Jain's fairness index of each team's GPUs held / its entitled share, "
@@ -42,6 +44,9 @@ METRICS: tuple[Metric, ...] = (
 )
 
 
+FEDERATION_ONLY = frozenset({"deadline_misses", "jobs_shifted"})  # reported by federation runs (sim.federation) only
+
+
 @dataclass(frozen=True)
 class PolicyResult:
     policy: str
@@ -53,3 +58,5 @@ class PolicyResult:
     per_team: dict[str, dict[str, float]] = field(default_factory=dict)  # team -> metric key -> value
     wall_s: float = 0.0   # wall-clock seconds the run took
     events: int = 0       # events processed
+    # federation runs: member cluster -> {"jobs", "gpu_hours", "cost_usd", "energy_kwh", "carbon_kg"}
+    per_cluster: dict[str, dict[str, float]] = field(default_factory=dict)
