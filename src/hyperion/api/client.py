@@ -156,6 +156,13 @@ class Client:
     def budgets(self) -> dict[str, Any]:
         return self._request("GET", "/v1/budgets")
 
+    def list_clusters(self) -> dict[str, Any]:
+        """GET /v1/clusters -> ``{"profile": str, "items": [member...]}``: the federation's members."""
+        return self._request("GET", "/v1/clusters")
+
+    def delete_cluster(self, name: str) -> dict[str, Any]:
+        return self._request("DELETE", f"/v1/clusters/{_segment(name)}")
+
     def apply(self, documents: list[dict[str, Any]]) -> dict[str, Any]:
         """POST /v1/apply ``{"documents": [...]}`` -> ``{"results": [{kind, name, action, token?}]}``."""
         return self._request("POST", "/v1/apply", json={"documents": documents})

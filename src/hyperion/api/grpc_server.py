@@ -41,7 +41,9 @@ class FederationScheduler(hyperion_pb2_grpc.FederationSchedulerServicer):
             job = self.service.submit(_principal(self.service, context), job_doc_from_pb(request))
         except ServiceError as err:
             await _abort(context, err)
-        return pb.JobStatus(job_id=job["id"], status_message=f"accepted; phase {job['phase']}", phase=job["phase"])
+        routed = job.get("federation")
+        where = f"; routed to member {routed['cluster']}" if routed else ""
+        return pb.JobStatus(job_id=job["id"], status_message=f"accepted; phase {job['phase']}{where}", phase=job["phase"])
 
 
 class NodeObserver(hyperion_pb2_grpc.NodeObserverServicer):

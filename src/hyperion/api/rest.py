@@ -143,7 +143,21 @@ def build_app(service: ControlService, metrics_digest: str | None = None) -> Fas
     async def budgets(request: Request):
         return service.budgets(who(request))
 
-    @app.post("/v1/apply", summary="Create or update declarative objects (kind: Team, Queue, Budget, Pricing)")
+    @app.get("/v1/clusters", summary="Federation members: capacity, GPUs committed, prices, current carbon intensity")
+    async def clusters(request: Request):
+        return service.list_clusters(who(request))
+
+    @app.delete("/v1/clusters/{name}", summary="Remove a federation member (admin)")
+    async def delete_cluster(request: Request, name: str):
+        return service.delete_cluster(who(request), name)
+
+    @app.post("/v1/federation/plan", openapi_extra=_JOB_BODY,
+              summary="Where the federation would send a job now, without submitting it")
+    async def federation_plan(request: Request):
+        principal = who(request)
+        return service.plan(principal, await body_json(request))
+
+    @app.post("/v1/apply", summary="Create or update declarative objects (kind: Team, Queue, Budget, Pricing, Cluster)")
     async def apply(request: Request):
         principal = who(request)
         body = await body_json(request)

@@ -15,15 +15,26 @@ import secrets
 import string
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Protocol
 
 from hyperion.api import auth
 from hyperion.api.accounting import Accountant
 from hyperion.api.errors import BadRequest, Forbidden, Invalid, NotFound, Unauthorized
 from hyperion.api.events import EventLog
+from hyperion.api.federation import Federation, FederationConfig, decision_view, routing_view
 from hyperion.api.logs import LogStore
 from hyperion.api.metrics import Instruments
-from hyperion.api.spec import BudgetDoc, PricingDoc, QueueDoc, SpecError, TeamDoc, parse_job, validate_document
+from hyperion.api.spec import (
+    BudgetDoc,
+    ClusterDoc,
+    PricingDoc,
+    QueueDoc,
+    SpecError,
+    TeamDoc,
+    parse_job,
+    validate_document,
+)
 from hyperion.api.views import job_view, node_view, queue_view
 from hyperion.core import Explanation, budget, idle, lifecycle
 from hyperion.model import Job, NodeMetrics, Phase, Placement, Team, Verdict
@@ -44,7 +55,8 @@ class Dispatcher(Protocol):
 
 
 class ControlService:
-    def __init__(self, state: ClusterState, clock: Clock, logs: LogStore, admin_token: str) -> None:
+    def __init__(self, state: ClusterState, clock: Clock, logs: LogStore, admin_token: str,
+                 federation: FederationConfig | None = None) -> None:
         self.state = state
         self.clock = clock
         self.logs = logs
@@ -54,6 +66,7 @@ class ControlService:
         self.metrics: dict[str, deque[NodeMetrics]] = {}
         self.events = EventLog(state, clock)
         self.accountant = Accountant(state, clock, self.metrics, self.events)
+        self.federation = Federation(state, federation)  # kind: Cluster members; none: no federation
         # job -> (attempt, rank) -> since when its GPUs read idle (core.idle)
         self.idle_since: dict[str, dict[tuple[int, int], float | None]] = {}
         self.dispatcher: Dispatcher | None = None
@@ -97,11 +110,15 @@ class ControlService:
         spec = doc.to_spec(team)
         now = self.clock.now()
         self._check_budget(spec, now)
+        routed = self._route(spec, now) if self.federation.members else None
         for _ in range(8):
-            job = Job(id=self._new_id(spec.name), spec=spec, submitted_at=now)
+            job = Job(id=self._new_id(spec.name), spec=spec, submitted_at=now, routed=routed)
             if self.state.create_job(job):
                 self.wake()
-                return job_view(job)
+                view = job_view(job)
+                if routed is not None:
+                    view["federation"] = routing_view(routed)
+                return view
         raise RuntimeError("could not allocate a unique job id")
 
     def _check_budget(self, spec, now: float) -> None:
@@ -120,6 +137,87 @@ class ControlService:
                            views, prices, committed=self.commitments(now, prices).get(spec.team, (0.0, 0.0)))
         if why is not None:
             raise Invalid(f"job rejected: {why}", [{"loc": ["resources"], "line": None, "msg": why}])
+
+    # ---- federation (api.federation; docs/federation-live.md) --------------------------------
+    def _decide(self, spec, now: float, job: Job | None = None):
+        estimate = spec.runtime_estimate_s
+        if estimate is None:
+            estimate = self.state.runtime_estimate(spec.team, spec.user)
+        # ``action: reject`` budgets bound the expected cost (a ``hold`` budget's gate keeps the job pending instead)
+        lefts = [v.usd - v.spent_usd for v in self.accountant.views(now)
+                 if v.team == spec.team and v.usd is not None and v.action == "reject"]
+        team = self.state.teams.get(spec.team)
+        return self.federation.decide(spec, job.id if job else "new", now, estimate, min(lefts) if lefts else None,
+                                      team.placement_weights if team else (), job.submitted_at if job else None)
+
+    def redecide_due(self) -> int:
+        """Decide again each federated job whose delay has ended, on the members and forecast of now
+        (the simulator does the same): it starts where it was routed, goes to another member, or
+        waits again within what its slack reserve allows. One that no member can take now keeps
+        its member and may start. Called by the scheduler loop before each cycle; returns how many
+        jobs were decided again."""
+        if not self.federation.members:
+            return 0
+        now = self.clock.now()
+        due = [job for job_id in self.state.pending if (job := self.state.jobs[job_id]).routed is not None
+               and job.routed.start_after is not None and job.routed.start_after <= now]
+        changed = []
+        for job in due:
+            _, routed = self._decide(job.spec, now, job)
+            if routed is None:
+                routed = replace(job.routed, start_after=None, start_delay_s=0.0, decided_at=now)
+            changed.append(replace(job, routed=routed))
+        self.state.update_jobs(changed)
+        return len(changed)
+
+    def _route(self, spec, now: float):
+        """The federation's decision for a job being submitted; a job no member can take is refused,
+        with every member's reason (nothing is stored)."""
+        decision, routed = self._decide(spec, now)
+        if routed is None:
+            why = "; ".join(f"{c}: {r}" for c, r in sorted(decision.rejected.items())) or decision.reason
+            raise Invalid(f"job rejected: no federation member can take it ({why})",
+                          [{"loc": ["placement"], "line": None, "msg": f"member {c}: {r}"}
+                           for c, r in sorted(decision.rejected.items())])
+        return routed
+
+    def plan(self, who: auth.Principal, payload: object) -> dict:
+        """Where the federation would send a job now, without submitting it (a dry run)."""
+        if not isinstance(payload, dict):
+            raise Invalid("the request body must be a JSON object describing one job",
+                          [{"loc": [], "line": None, "msg": "expected an object"}])
+        try:
+            doc = parse_job(payload)
+        except SpecError as err:
+            raise Invalid(f"invalid job: {len(err.errors)} error(s)", err.to_detail()) from None
+        team = doc.team or who.team or DEFAULT_TEAM
+        if not who.may_see(team):
+            raise Forbidden(f"your token belongs to team {who.team!r}; it cannot plan jobs for team {team!r}")
+        if not self.federation.members:
+            return {"members": 0, "decision": None, "profile": self.federation.profile.name,
+                    "reason": "no federation members: apply kind: Cluster documents first"}
+        decision, routed = self._decide(doc.to_spec(team), self.clock.now())
+        out = routing_view(routed) if routed is not None else decision_view(decision)
+        return {"members": len(self.federation.members), "profile": self.federation.profile.name, "decision": out}
+
+    def list_clusters(self, who: auth.Principal) -> dict:
+        """Federation members with capacity, GPUs committed, prices and current carbon intensity."""
+        now = self.clock.now()
+        committed = self.federation.committed()
+        nodes = self.federation.nodes()
+        return {"profile": self.federation.profile.name,
+                "items": [self.federation.member_view(doc, now, committed.get(name, {}), nodes.get(name, 0))
+                          for name, doc in sorted(self.federation.members.items())]}
+
+    def delete_cluster(self, who: auth.Principal, name: str) -> dict:
+        """Remove a member (admin). Jobs already routed to it keep their routing."""
+        if not who.is_admin:
+            raise Forbidden("only the admin token may delete federation members")
+        if not self.federation.delete(name):
+            known = ", ".join(sorted(self.federation.members)) or "none"
+            raise NotFound(f"no federation member {name!r}; members: {known}")
+        self.wake()
+        return {"kind": "Cluster", "name": name, "action": "deleted"}
 
     def _new_id(self, name: str) -> str:
         return f"{name[:24].rstrip('-._')}-{''.join(secrets.choice(_ID_ALPHABET) for _ in range(6))}"
@@ -158,6 +256,7 @@ class ControlService:
         view = job_view(job, self.verdicts.get(job.id))
         used = self.accountant.job_usage(job.id)
         view["usage"] = usage_dict(used) if used is not None else None
+        view["federation"] = routing_view(job.routed) if job.routed is not None else None
         return view
 
     def cancel_job(self, who: auth.Principal, job_id: str) -> dict:
@@ -176,6 +275,8 @@ class ControlService:
         of other teams shown without their ids), the reasons, and an estimated start."""
         job = self._job(who, job_id)
         out = {"id": job.id, "name": job.spec.name, "team": job.team, "phase": job.phase.value, "reason": job.reason}
+        if job.routed is not None:
+            out["federation"] = routing_view(job.routed)
         if job.phase is not Phase.PENDING:
             return out
         e = self.explainer(job_id)
@@ -344,8 +445,9 @@ class ControlService:
         d = auth.digest(token)
         old = self.state.teams.get(doc.name)
         idle = (doc.idle_policy.gpu_utilization, doc.idle_policy.window) if doc.idle_policy else (None, None)
+        weights = doc.placement_weights.pairs() if doc.placement_weights else ()
         if old is not None and (doc.token is None or old.token_sha256 == d) \
-                and (old.idle_gpu_utilization, old.idle_window_s) == idle:
+                and (old.idle_gpu_utilization, old.idle_window_s) == idle and old.placement_weights == weights:
             return {"kind": "Team", "name": doc.name, "action": "unchanged"}
         if old is not None and doc.token is None:
             d = old.token_sha256  # a document without a token keeps the team's token
@@ -354,7 +456,7 @@ class ControlService:
             raise Invalid(f"team {doc.name!r}: this token is already used by another team; choose another",
                           [{"loc": ["token"], "line": None, "msg": "token already in use"}])
         team = Team(doc.name, d, created_at=old.created_at if old else self.clock.now(),
-                    idle_gpu_utilization=idle[0], idle_window_s=idle[1])
+                    idle_gpu_utilization=idle[0], idle_window_s=idle[1], placement_weights=weights)
         self.state.put_team(team)
         if old is not None:
             self._team_by_digest.pop(old.token_sha256, None)
@@ -385,7 +487,14 @@ class ControlService:
         self.wake()  # quotas changed: the scheduler looks again
         return {"kind": "Queue", "name": doc.name, "action": "configured" if old else "created"}
 
-    _appliers = {"Team": _apply_team, "Queue": _apply_queue, "Budget": _apply_budget, "Pricing": _apply_pricing}
+    def _apply_cluster(self, doc: ClusterDoc) -> dict:
+        action = self.federation.put(doc)
+        if action != "unchanged":
+            self.wake()
+        return {"kind": "Cluster", "name": doc.name, "action": action}
+
+    _appliers = {"Team": _apply_team, "Queue": _apply_queue, "Budget": _apply_budget, "Pricing": _apply_pricing,
+                 "Cluster": _apply_cluster}
 
 
 def usage_dict(u) -> dict:
@@ -394,9 +503,10 @@ def usage_dict(u) -> dict:
 
 
 def _attributed(default: str, reason: str) -> dict:
-    """A verdict reason with the plugin that gave it: reasons of the quota, preemption and
-    backfill plugins start with their name."""
+    """A verdict reason with the plugin that gave it: reasons of the quota, preemption, backfill
+    and federation plugins start with their name."""
+    named = ("quota", "preemption", "backfill", "federation")
     head, sep, rest = reason.partition(": ")
-    if sep and head in ("quota", "preemption", "backfill"):
+    if sep and head in named:
         return {"plugin": head, "reason": rest}
-    return {"plugin": default if default not in ("quota", "preemption", "backfill") else "node-fit", "reason": reason}
+    return {"plugin": default if default not in named else "node-fit", "reason": reason}

@@ -49,13 +49,13 @@ from pydantic import (
 
 from hyperion.model import Framework, JobSpec, Priority, Resources
 from hyperion.model.cost import BudgetSpec, Rates
-from hyperion.model.federation import ClusterView
+from hyperion.model.federation import WEIGHT_NAMES, ClusterView, FedPrefs
 from hyperion.model.quantity import size_in_bytes
 from hyperion.model.queue import QueueSpec, gpu_key
 
 __all__ = [
     "API_VERSION", "KINDS", "BudgetDoc", "ClusterDoc", "IdlePolicyDoc", "PricingDoc",
-    "Count", "CpuAmount", "DataDoc", "Document", "DocumentModel", "FieldError", "JobDoc",
+    "Count", "CpuAmount", "DataDoc", "PlacementDoc", "WeightsDoc", "Document", "DocumentModel", "FieldError", "JobDoc",
     "Name", "PositiveSeconds", "Seconds", "Size", "StrictModel", "Text", "QueueDoc", "QuotaDoc", "ResourcesDoc",
     "SpecError", "TeamDoc", "join_path", "load_documents", "parse_bytes", "parse_duration", "parse_job",
     "parse_millicores", "parse_time", "split_path", "validate_document",
@@ -374,6 +374,40 @@ class IdlePolicyDoc(_Strict):
     window: PositiveSeconds = 1800.0
 
 
+Weight = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class WeightsDoc(_Strict):
+    """Federation score weights (``core.federation.profiles``); a weight left out comes from the
+    team's, else the profile's. Only these four names exist: an unknown one is an error."""
+
+    cost: Weight | None = None
+    carbon: Weight | None = None
+    egress: Weight | None = None
+    latency: Weight | None = None
+
+    def pairs(self) -> tuple[tuple[str, float], ...]:
+        return tuple(sorted((k, float(v)) for k in WEIGHT_NAMES if (v := getattr(self, k)) is not None))
+
+
+class PlacementDoc(_Strict):
+    """A job's knobs for the federation (docs/federation-live.md): score weights, where it may run
+    (regions, providers, the regions or countries its data may be processed in), whether it
+    tolerates interruption (so may run on spot) and how often it checkpoints, where its callers are."""
+
+    weights: WeightsDoc | None = None
+    regions: list[Text] = []
+    providers: list[Text] = []
+    residency: list[Text] = []
+    spot: bool = False
+    checkpoint_interval: PositiveSeconds | None = None
+    caller_region: Text | None = None
+
+    def to_prefs(self) -> FedPrefs:
+        return FedPrefs(self.weights.pairs() if self.weights else (), tuple(self.regions), tuple(self.providers),
+                        tuple(self.residency), self.spot, self.checkpoint_interval, self.caller_region)
+
+
 @_kind
 class JobDoc(_Document):
     kind: Literal["Job"] = "Job"
@@ -400,6 +434,7 @@ class JobDoc(_Document):
     runtime_estimate: PositiveSeconds | None = None
     grace_period: Seconds = 10.0
     idle_policy: IdlePolicyDoc | None = None  # else the team's
+    placement: PlacementDoc | None = None  # its knobs for the federation (when members exist)
 
     @model_validator(mode="after")
     def _cross_check(self) -> JobDoc:
@@ -434,6 +469,7 @@ class JobDoc(_Document):
             runtime_estimate_s=self.runtime_estimate, grace_period_s=self.grace_period,
             idle_gpu_utilization=self.idle_policy.gpu_utilization if self.idle_policy else None,
             idle_window_s=self.idle_policy.window if self.idle_policy else None,
+            federation=self.placement.to_prefs() if self.placement else None,
         )
 
 
@@ -443,6 +479,7 @@ class TeamDoc(_Document):
     name: Name
     token: str | None = Field(None, min_length=16, repr=False)  # None: the service generates one
     idle_policy: IdlePolicyDoc | None = None  # for the team's jobs that set none
+    placement_weights: WeightsDoc | None = None  # federation score weights for the team's jobs that set none
 
 
 class QuotaDoc(_Strict):
@@ -591,7 +628,7 @@ class ClusterDoc(_Document):
     zone: str = ""
     grid_zone: str | None = None
     country: str | None = None
-    location: tuple[Latitude, Longitude] | None = None
+    location: Annotated[tuple[Latitude, Longitude], Field(strict=False)] | None = None  # [latitude, longitude]
     gpus: dict[Text, Count]
     gpu_hour_usd: dict[Text, Money] = {}
     spot_gpu_hour_usd: dict[Text, Money] = {}

@@ -24,7 +24,7 @@ import click
 import yaml
 
 from hyperion.cli.context import CliError, CliState
-from hyperion.cli.output import dump_json, nodes_table, output_option, queues_table
+from hyperion.cli.output import clusters_table, dump_json, nodes_table, output_option, queues_table
 
 STDIN = "-"
 
@@ -139,4 +139,27 @@ def queues(state: CliState, output: str) -> None:
     click.echo(queues_table(body.get("items") or []))
 
 
-COMMANDS = (apply, nodes, queues)
+@click.command()
+@click.option("--delete", "delete", metavar="NAME", help="remove this member (admin)")
+@output_option
+@click.pass_obj
+def clusters(state: CliState, delete: str | None, output: str) -> None:
+    """List the federation's members (kind: Cluster): capacity, GPUs committed, price, carbon now."""
+    if delete:
+        body = state.client().delete_cluster(delete)
+        click.echo(dump_json(body) if output == "json" else f"cluster/{delete} deleted")
+        return
+    body = state.client().list_clusters()
+    if output == "json":
+        click.echo(dump_json(body))
+        return
+    items = body.get("items") or []
+    if not items:
+        click.echo("no federation members: jobs run on this cluster's nodes (apply kind: Cluster documents "
+                   "to federate; docs/federation-live.md)", err=True)
+        return
+    click.echo(clusters_table(items))
+    click.echo(f"profile: {body.get('profile')}")
+
+
+COMMANDS = (apply, nodes, queues, clusters)

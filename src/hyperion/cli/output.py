@@ -220,9 +220,28 @@ def _epochs_as_times(text: str, now: float) -> str:
     return _EPOCH.sub(lambda m: format_time(float(m.group(1)), now), text)
 
 
+def federation_lines(f: dict[str, Any], now: float) -> list[str]:
+    """The federation's decision for a job: member, GPU type, market, delay, expected cost and
+    carbon, and every member it did not choose because a hard constraint failed there."""
+    gpu = f" {f['gpu_type']}" if f.get("gpu_type") else ""
+    lines = [f"federation: member {f['cluster']}{gpu} {f.get('market', 'on-demand')} (profile {f.get('profile', '-')})"]
+    if f.get("start_after") is not None:
+        lines.append(f"  starts after: {format_time(f['start_after'], now)}"
+                     + (f" (waits {format_age(f['start_delay_s'])} for {f['waits_for']})" if f.get("waits_for") else ""))
+    usd, carbon = f.get("expected_usd"), f.get("expected_carbon_g")
+    lines.append(f"  expected: {'$' + format(usd, ',.2f') if usd is not None else 'cost unknown'}, "
+                 f"{format(carbon, ',.0f') + ' g CO2' if carbon is not None else 'carbon unknown'}"
+                 + (f", score {f['score']:.3f}" if f.get("score") is not None else ""))
+    for r in f.get("rejected") or []:
+        lines.append(f"  rejected {r['cluster']}: {r['reason']}")
+    return lines
+
+
 def explanation(e: dict[str, Any], now: float) -> str:
     """`hyperion explain` for people."""
     lines = [f"{e['id']} ({e['team']}): {e['phase']}"]
+    if e.get("federation"):
+        lines += federation_lines(e["federation"], now)
     if e["phase"] != "pending" or "position" not in e:
         if e.get("reason"):
             lines.append(f"reason: {e['reason']}")
@@ -276,3 +295,21 @@ def output_option(command: Any) -> Any:
     return click.option("-o", "--output", "output", type=click.Choice(["table", "json"]),
                         default="table", show_default=True,
                         help="table for people, json for scripts (JSON only on stdout).")(command)
+
+
+CLUSTER_COLUMNS = ("NAME", "PROVIDER", "REGION", "GRID ZONE", "CAPACITY", "COMMITTED", "NODES", "$/GPU-H", "gCO2/kWh")
+
+
+def clusters_table(members: Sequence[dict[str, Any]]) -> str:
+    """``hyperion clusters``: the federation's members."""
+    def amounts(m: dict[str, Any] | None) -> str:
+        return ", ".join(f"{t}: {n}" for t, n in sorted((m or {}).items())) or "-"
+
+    def prices(m: dict[str, Any] | None) -> str:
+        return ", ".join(f"{t}: {p:.2f}" for t, p in sorted((m or {}).items())) or "-"
+
+    rows = [[c["name"], c["provider"], c["region"], c.get("grid_zone") or "-", amounts(c.get("capacity")),
+             amounts(c.get("committed")), c.get("nodes", 0), prices(c.get("usd_per_gpu_hour")),
+             "-" if c.get("carbon_g_per_kwh") is None else f"{c['carbon_g_per_kwh']:.0f}"]
+            for c in members]
+    return render_table(CLUSTER_COLUMNS, rows)

@@ -166,19 +166,19 @@ def build_profile(name: str, plugins: list[str] | tuple[str, ...], weights: dict
     return Profile(name, tuple(plugins), weights, instances, incremental, checked)
 
 
-DEFAULT_PLUGINS = ("priority-fifo", "fair-share", "budget", "quota", "node-fit", "preemption", "backfill")
+DEFAULT_PLUGINS = ("priority-fifo", "fair-share", "budget", "federation", "quota", "node-fit", "preemption", "backfill")
 
 # name -> (plugins, options the profile sets unless the caller sets them)
 PROFILE_PLUGINS: dict[str, tuple[tuple[str, ...], dict[str, object]]] = {
     "default": (DEFAULT_PLUGINS, {}),
     # the baselines a simulation compares against (docs/simulator.md)
-    "first-fit": (("priority-fifo", "budget", "node-fit"), {}),
+    "first-fit": (("priority-fifo", "budget", "federation", "node-fit"), {}),
     # (each honours queue quotas and budgets, so a comparison on a cluster with quotas compares orderings)
-    "fifo": (("priority-fifo", "budget", "quota", "node-fit"), {}),
-    "sjf": (("priority-fifo", "shortest-first", "budget", "quota", "node-fit"), {}),
-    "las": (("priority-fifo", "least-attained-service", "budget", "quota", "node-fit", "preemption"),
+    "fifo": (("priority-fifo", "budget", "federation", "quota", "node-fit"), {}),
+    "sjf": (("priority-fifo", "shortest-first", "budget", "federation", "quota", "node-fit"), {}),
+    "las": (("priority-fifo", "least-attained-service", "budget", "federation", "quota", "node-fit", "preemption"),
             {"preempt_by": "attained-service"}),
-    "drf": (("priority-fifo", "fair-share", "budget", "quota", "node-fit"), {"history_weight": 0.0}),
+    "drf": (("priority-fifo", "fair-share", "budget", "federation", "quota", "node-fit"), {"history_weight": 0.0}),
 }
 
 

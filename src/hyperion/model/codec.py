@@ -23,6 +23,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from hyperion.model.federation import FedPrefs, Routing
 from hyperion.model.job import Framework, Job, JobSpec, Phase, Placement, Priority
 from hyperion.model.node import Gpu, GpuMetrics, Node, NodeMetrics, NodeState
 from hyperion.model.queue import QueueSpec
@@ -102,14 +103,35 @@ def resources_from_dict(d: object) -> Resources:
 
 
 # ---- jobs -----------------------------------------------------------------------------------
+def _weights(d: Mapping[str, Any]) -> tuple[tuple[str, float], ...]:
+    return tuple(sorted((str(k), float(v)) for k, v in d.items()))
+
+
+def _prefs_to_dict(p: FedPrefs) -> dict[str, Any]:
+    return _encode(p, weights=_pairs_to_dict, regions=_list, providers=_list, residency=_list)
+
+
+def _prefs_from_dict(d: object) -> FedPrefs:
+    return _decode(FedPrefs, d, weights=_weights, regions=tuple, providers=tuple, residency=tuple)
+
+
+def _routing_to_dict(r: Routing) -> dict[str, Any]:
+    return _encode(r, rejected=_pairs_to_dict)
+
+
+def _routing_from_dict(d: object) -> Routing:
+    return _decode(Routing, d, rejected=lambda m: tuple(sorted((str(k), str(v)) for k, v in m.items())))
+
+
 def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
     return _encode(spec, framework=lambda f: f.value, priority=lambda p: p.label,
-                   resources=resources_to_dict, command=_list, env=_pairs_to_dict, labels=_pairs_to_dict)
+                   resources=resources_to_dict, command=_list, env=_pairs_to_dict, labels=_pairs_to_dict,
+                   federation=_prefs_to_dict)
 
 
 def spec_from_dict(d: object) -> JobSpec:
     return _decode(JobSpec, d, framework=Framework, priority=_priority, resources=resources_from_dict,
-                   command=tuple, env=_str_pairs, labels=_str_pairs)
+                   command=tuple, env=_str_pairs, labels=_str_pairs, federation=_prefs_from_dict)
 
 
 def _placement_to_dict(p: Placement) -> dict[str, Any]:
@@ -122,13 +144,14 @@ def _placement_from_dict(d: object) -> Placement:
 
 def job_to_dict(job: Job) -> dict[str, Any]:
     return _encode(job, spec=spec_to_dict, phase=lambda p: p.value,
-                   placements=lambda ps: [_placement_to_dict(p) for p in ps], rank_exits=_pairs_to_dict)
+                   placements=lambda ps: [_placement_to_dict(p) for p in ps], rank_exits=_pairs_to_dict,
+                   routed=_routing_to_dict)
 
 
 def job_from_dict(d: object) -> Job:
     return _decode(Job, d, spec=spec_from_dict, phase=Phase,
                    placements=lambda ps: tuple(_placement_from_dict(p) for p in ps),
-                   rank_exits=lambda m: tuple((int(k), v) for k, v in m.items()))
+                   rank_exits=lambda m: tuple((int(k), v) for k, v in m.items()), routed=_routing_from_dict)
 
 
 # ---- nodes, teams and queues ----------------------------------------------------------------
@@ -143,11 +166,11 @@ def node_from_dict(d: object) -> Node:
 
 
 def team_to_dict(team: Team) -> dict[str, Any]:
-    return _encode(team)
+    return _encode(team, placement_weights=_pairs_to_dict)
 
 
 def team_from_dict(d: object) -> Team:
-    return _decode(Team, d)
+    return _decode(Team, d, placement_weights=_weights)
 
 
 def _amounts(d: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:

@@ -122,3 +122,53 @@ class FedPlan:
     @property
     def placed(self) -> tuple[FedDecision, ...]:
         return tuple(d for d in self.decisions if d.cluster is not None)
+
+
+# ---- the live federation: what a job asks of it and what it decided (stored with the job) ----
+WEIGHT_NAMES = ("cost", "carbon", "egress", "latency")  # the score plugins a job or team may weigh
+
+
+@dataclass(frozen=True, slots=True)
+class FedPrefs:
+    """A job's federation knobs (its document's ``placement:``); see ``FedJob`` for the meaning."""
+
+    weights: tuple[tuple[str, float], ...] = ()  # score plugin -> weight, sorted by name
+    regions: tuple[str, ...] = ()
+    providers: tuple[str, ...] = ()
+    residency: tuple[str, ...] = ()
+    spot: bool = False  # tolerates interruption
+    checkpoint_interval_s: float | None = None
+    caller_region: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """Where the live federation sent a job, and why: the member (``cluster``), GPU type, market,
+    when it may start (``start_after``; None: at once), what it is expected to cost and emit, and
+    every member that could not take it with the reason. ``carbon_now_g`` / ``usd_now``: the
+    expected carbon and cost of the same choice started at once (what a wait saves)."""
+
+    cluster: str
+    profile: str
+    decided_at: float
+    gpu_type: str | None = None
+    spot: bool = False
+    start_delay_s: float = 0.0
+    start_after: float | None = None
+    expected_usd: float | None = None
+    expected_carbon_g: float | None = None
+    expected_end: float | None = None
+    score: float | None = None
+    carbon_now_g: float | None = None
+    usd_now: float | None = None
+    rejected: tuple[tuple[str, str], ...] = ()  # (member, reason), by member name
+
+    def waits_for(self) -> str:
+        """Why a delayed job waits: ``a cleaner hour (expected 120 g CO2 vs 310 g now)``; "" when it does not."""
+        if self.start_after is None:
+            return ""
+        if self.expected_carbon_g is not None and self.carbon_now_g is not None and self.expected_carbon_g < self.carbon_now_g:
+            return f"a cleaner hour (expected {self.expected_carbon_g:,.0f} g CO2 vs {self.carbon_now_g:,.0f} g now)"
+        if self.expected_usd is not None and self.usd_now is not None and self.expected_usd < self.usd_now:
+            return f"a cheaper hour (expected ${self.expected_usd:,.2f} vs ${self.usd_now:,.2f} now)"
+        return "a better hour"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from hyperion.model.federation import FedPrefs, Routing
 from hyperion.model.resources import Resources
 
 
@@ -115,6 +116,7 @@ class JobSpec:
     # idle reclaim: stop (with a checkpoint) once every GPU stays below this percent for the window
     idle_gpu_utilization: float | None = None
     idle_window_s: float | None = None
+    federation: FedPrefs | None = None  # its knobs for the federation (document: ``placement:``)
 
     @property
     def total(self) -> Resources:
@@ -151,6 +153,7 @@ class Job:
     # preempted by the fast path: its resources went to an urgent job at once, while its ranks are
     # frozen, then asked to checkpoint and stopped; they hold nothing any more
     handed_over: bool = False
+    routed: Routing | None = None  # where the federation sent it (None: no federation members)
 
     @property
     def team(self) -> str:

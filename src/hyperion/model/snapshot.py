@@ -42,6 +42,9 @@ class JobView:
     runtime_estimate_s: float | None = None  # from the spec, else from the user's history
     user: str = ""
     attained_gpu_s: float = 0.0  # GPU-seconds run by its earlier attempts (least-attained-service)
+    cluster: str | None = None  # the federation member it is routed to: only nodes labelled with it
+    start_after: float | None = None  # the federation delayed it until then (temporal shifting)
+    waits_for: str = ""  # why it waits, e.g. "a cleaner hour (expected 120 g CO2 vs 310 g now)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,3 +13,5 @@ class Team:
     # idle reclaim for the team's jobs that set none (see JobSpec.idle_gpu_utilization)
     idle_gpu_utilization: float | None = None
     idle_window_s: float | None = None
+    # federation score weights for the team's jobs that set none (score plugin -> weight, sorted)
+    placement_weights: tuple[tuple[str, float], ...] = ()

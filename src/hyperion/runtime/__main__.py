@@ -8,6 +8,7 @@ import logging
 import os
 from pathlib import Path
 
+from hyperion.api.federation import FederationConfig, FederationConfigError
 from hyperion.runtime.controlplane import Config, ControlPlane
 
 
@@ -31,6 +32,14 @@ def main(argv: list[str] | None = None) -> None:
                         "<data dir>/checkpoints); put it on storage every node mounts to resume on any node")
     p.add_argument("--agent-arg", action="append", default=[], metavar="ARG",
                    help="an extra hyperiond argument for the local agents, e.g. --agent-arg=--standby-workers=4; repeatable")
+    fed = p.add_argument_group("federation (docs/federation-live.md; used once kind: Cluster members exist)")
+    fed.add_argument("--federation-profile", default="default", metavar="NAME",
+                     help="cheapest, default, carbon-spatial or carbon-temporal")
+    fed.add_argument("--carbon-dir", type=Path, default=None, metavar="DIR",
+                     help="hourly carbon files <GRID ZONE>_*.csv(.gz) the members' forecasts read")
+    fed.add_argument("--forecast", default="same-hour-yesterday", metavar="KIND", help="same-hour-yesterday or weekly")
+    fed.add_argument("--federation-option", action="append", default=[], metavar="NAME=VALUE",
+                     help="a federation profile option, e.g. max_wait_h=12; repeatable")
     p.add_argument("--log-level", default="INFO")
     a = p.parse_args(argv)
     if a.agents < 0 or (a.gpus_per_agent is not None and a.gpus_per_agent < 0):
@@ -43,13 +52,25 @@ def main(argv: list[str] | None = None) -> None:
         if not eq or not name:
             p.error(f"--scheduler-option {item!r}: expected NAME=VALUE")
         options.append((name.strip(), value.strip()))
+    fed_options = {}
+    for item in a.federation_option:
+        name, eq, value = item.partition("=")
+        if not eq or not name:
+            p.error(f"--federation-option {item!r}: expected NAME=VALUE")
+        fed_options[name.strip()] = value.strip()
+    try:
+        federation = FederationConfig.from_mapping(
+            {"profile": a.federation_profile, "carbon_dir": str(a.carbon_dir) if a.carbon_dir else None,
+             "forecast": a.forecast, "options": fed_options})
+    except FederationConfigError as err:
+        p.error(str(err))
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = Config(data_dir=a.data_dir.resolve(), host=a.host, port=a.port, grpc_port=a.grpc_port, agents=a.agents,
                  gpus_per_agent=a.gpus_per_agent, gpu_type=a.gpu_type, node_timeout=a.node_timeout,
                  heartbeat_interval=a.heartbeat_interval, profile=a.profile,
                  scheduler_options=tuple(options),
                  checkpoint_root=a.checkpoint_root.expanduser().resolve() if a.checkpoint_root else None,
-                 agent_args=tuple(a.agent_arg))
+                 agent_args=tuple(a.agent_arg), federation=federation)
     try:
         import uvloop
         uvloop.install()

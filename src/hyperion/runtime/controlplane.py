@@ -31,6 +31,7 @@ import uvicorn
 
 from hyperion.api import auth
 from hyperion.api.agents import AgentHub
+from hyperion.api.federation import FederationConfig, FederationConfigError
 from hyperion.api.grpc_server import add_services
 from hyperion.api.logs import LogStore
 from hyperion.api.rest import build_app
@@ -62,6 +63,7 @@ class Config:
     scheduler_options: tuple[tuple[str, str], ...] = ()  # profile options (core.framework.OPTIONS)
     checkpoint_root: Path | None = None  # default: <data dir>/checkpoints (shared storage for multi-host)
     agent_args: tuple[str, ...] = ()  # extra hyperiond arguments for the local agents
+    federation: FederationConfig = FederationConfig()  # profile, carbon dir and forecast (api.federation)
 
 
 class _Uvicorn(uvicorn.Server):
@@ -100,7 +102,11 @@ class ControlPlane:
             if node.state is NodeState.READY:
                 self.state.put_node(replace(node, state=NodeState.NOT_READY))
         self.clock = SystemClock()
-        self.service = ControlService(self.state, self.clock, LogStore(d / "logs"), self.admin_token)
+        try:
+            self.service = ControlService(self.state, self.clock, LogStore(d / "logs"), self.admin_token,
+                                          federation=config.federation)
+        except FederationConfigError as err:
+            raise SystemExit(f"error: {err}") from None
         checkpoints = config.checkpoint_root or d / "checkpoints"
         self.hub = AgentHub(self.service, self.agent_token, config.heartbeat_interval, str(checkpoints.resolve()))
         if config.profile not in PROFILES:

@@ -87,6 +87,7 @@ class SchedulerLoop:
             rounds.idle()
             return 0
         started = time.perf_counter()
+        self.service.redecide_due()  # federated jobs whose delay ended: decided again before this cycle
         snap = self._snapshot(now, holds=rounds.holds)
         plan = rounds.plan(snap, self._versions(), monotonic)
         if plan is None:

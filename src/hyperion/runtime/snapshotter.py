@@ -11,12 +11,18 @@ from hyperion.store.objects import ClusterState, live_tasks
 
 
 def job_view(job: Job, estimate: float | None = None) -> JobView:
+    """The scheduler's view of a pending job. A job the federation routed (``Job.routed``) carries
+    its member, its start time, and the GPU type chosen for it when it named none."""
     s = job.spec
+    r = job.routed
     return JobView(id=job.id, team=s.team, queue=s.queue, priority=s.priority, priority_value=s.priority_value,
                    submitted_at=job.submitted_at, per_replica=s.resources, replicas=s.replicas,
-                   min_available=s.min_available, gpu_type=s.gpu_type,
+                   min_available=s.min_available, gpu_type=s.gpu_type or (r.gpu_type if r is not None else None),
                    runtime_estimate_s=s.runtime_estimate_s if s.runtime_estimate_s is not None else estimate,
-                   user=s.user, attained_gpu_s=job.attained_gpu_s)
+                   user=s.user, attained_gpu_s=job.attained_gpu_s,
+                   cluster=r.cluster if r is not None else None, start_after=r.start_after if r is not None else None,
+                   waits_for=r.waits_for() if r is not None else "")
+
 
 
 class Snapshotter:

@@ -169,7 +169,6 @@ class _Job:
     deadline: float
     wake: float = 0.0      # decided again at or after this instant
     blocked: int = -1      # the finish count when it last found no capacity (-1: not blocked)
-    start: float = math.nan
 
 
 @dataclass(slots=True)

@@ -205,10 +205,13 @@ class NodeBuilder:
 def job_view(job: Job) -> JobView:
     """The scheduler's view of a job, field for field as the live snapshotter builds it."""
     s = job.spec
+    r = job.routed
     return JobView(id=job.id, team=s.team, queue=s.queue, priority=s.priority, priority_value=s.priority_value,
                    submitted_at=job.submitted_at, per_replica=s.resources, replicas=s.replicas,
-                   min_available=s.min_available, gpu_type=s.gpu_type, runtime_estimate_s=s.runtime_estimate_s,
-                   user=s.user)
+                   min_available=s.min_available, gpu_type=s.gpu_type or (r.gpu_type if r is not None else None),
+                   runtime_estimate_s=s.runtime_estimate_s, user=s.user,
+                   cluster=r.cluster if r is not None else None, start_after=r.start_after if r is not None else None,
+                   waits_for=r.waits_for() if r is not None else "")
 
 
 @dataclass(frozen=True)

@@ -233,3 +233,67 @@ def test_report_that_cannot_be_written_is_one_message(files: dict[str, Path]) ->
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith(f"error: cannot write the report to {files['trace']}/sub:")
     assert "Traceback" not in result.output and "unexpected" not in result.output
+
+
+# ---------------------------------------------------------------- --federation
+FEDERATION = """\
+kind: Cluster
+name: dirty
+provider: onprem
+region: east
+gpus: {V100: 8}
+gpu_hour_usd: {V100: 3.0}
+carbon_intensity: 500
+---
+kind: Cluster
+name: clean
+provider: onprem
+region: north
+gpus: {V100: 8}
+gpu_hour_usd: {V100: 3.3}
+carbon_intensity: 50
+"""
+
+
+def federate(files: dict[str, Path], *args: str) -> Result:
+    fed = files["trace"].parent / "fed.yaml"
+    fed.write_text(FEDERATION)
+    return invoke("--trace", f"philly:{files['trace']}", "--federation", str(fed), *args)
+
+
+def test_federation_compares_the_five_policies_on_the_aligned_trace(files: dict[str, Path], tmp_path: Path) -> None:
+    # the trace starts on a Sunday 15:00 UTC: aligned, on 2022-03-13 15:00; its last jobs come 2 days later
+    result = federate(files, "--from", "2022-03-07", "--to", "2022-03-21", "--out", str(tmp_path / "rep"))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "5 jobs over 2 clusters (16 GPUs), 2022-03-07 00:00 UTC .. 2022-03-21 00:00 UTC" in lines[0]
+    for name in ("cheapest", "default", "carbon-spatial", "carbon-temporal", "carbon-oracle"):
+        assert any(line.startswith(name) for line in lines[2:8]), name
+    assert "carbon-spatial   CO2 -90.0%  cost +10.0%" in result.stdout
+    data = json.loads((tmp_path / "rep" / "results.json").read_text())
+    assert data["policies"]["carbon-spatial"]["per_cluster"]["clean"]["jobs"] == 5
+
+
+def test_federation_json_output(files: dict[str, Path]) -> None:
+    data = as_json(federate(files, "--from", "2022-03-07", "--policy", "default", "--no-report", "-o", "json"))
+    assert data["meta"]["window"] == "2022-03-07 00:00 UTC .. 2022-03-14 00:00 UTC (trace aligned: first job 2022-03-13 15:00 UTC)"
+    assert data["policies"]["default"]["metrics"]["jobs_finished"] == 3  # the default window is 7 days
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (("--from", "2022-03-07", "--cluster", "c.yaml"), "either --cluster FILE"),
+    ((), "--federation needs --from DATE"),
+    (("--from", "March"), "--from 'March': expected a date"),
+    (("--from", "2022-03-07", "--to", "2022-03-01"), "must come after --from"),
+    (("--from", "2022-03-07", "--policy", "fifo"), "unknown federation policy 'fifo'"),
+    (("--from", "2030-01-01", "--to", "2030-01-02"), "no job of the trace falls in the window"),
+])
+def test_federation_bad_input_is_one_message(files: dict[str, Path], args: tuple[str, ...], words: str) -> None:
+    result = federate(files, "--no-report", *args)
+    assert result.exit_code == 2, result.output
+    assert words in result.output and "Traceback" not in result.output
+
+
+def test_carbon_needs_federation(files: dict[str, Path]) -> None:
+    result = simulate(files, "--carbon", "x", "--no-report")
+    assert result.exit_code == 2 and "--carbon goes with --federation" in result.output

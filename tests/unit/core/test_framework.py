@@ -216,10 +216,10 @@ def test_plan_does_not_depend_on_the_order_pending_jobs_are_listed():
 # ---- profiles ------------------------------------------------------------------------------
 def test_first_fit_profile():
     profile = PROFILES["first-fit"]()
-    assert profile.plugins == ("priority-fifo", "budget", "node-fit")
+    assert profile.plugins == ("priority-fifo", "budget", "federation", "node-fit")
     assert profile.incremental
     assert [p.name for p in profile.serving("sort_key")] == ["priority-fifo"]
-    assert [p.name for p in profile.serving("filter")] == ["node-fit"]
+    assert [p.name for p in profile.serving("filter")] == ["federation", "node-fit"]
     assert profile.serving("score") == []
 
 

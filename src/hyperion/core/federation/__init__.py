@@ -6,7 +6,8 @@ The decision, in phases:
 2. *candidates*: for each job, every (cluster, GPU type, market, start delay): clusters by name;
    the job's GPU type, or every type the cluster lists; on demand, and spot when the job tolerates
    interruption; delay 0, and with the ``wait`` option and a deadline, every whole hour up to
-   ``min(max_wait_h, (deadline - now - estimate) / 3600)``. A job without a deadline never waits.
+   ``min(max_wait_h, (deadline - now - estimate - slack_reserve x whole slack) / 3600)``, the whole
+   slack being ``deadline - submitted_at - estimate``. A job without a deadline never waits.
    Each candidate's run, cost and carbon come from ``estimate.candidate``.
 3. *filter*: the profile's hard constraints (``filter`` plugins, in order); a cluster none of whose
    candidates passes is reported in ``FedDecision.rejected`` with the reasons at delay 0.
@@ -63,7 +64,9 @@ def place(snapshot: FedSnapshot, profile: FedProfile) -> FedPlan:
 def _delays(job: FedJob, now: float, profile: FedProfile) -> list[float]:
     if not profile.option("wait") or job.deadline is None:
         return [0.0]
-    slack = job.deadline - now - job.runtime_estimate_s
+    # keep a share of the job's whole slack unspent, for waiting on capacity when the delay ends
+    reserve = profile.option("slack_reserve") * max(job.deadline - job.submitted_at - job.runtime_estimate_s, 0.0)
+    slack = job.deadline - now - job.runtime_estimate_s - reserve
     if not slack > 0:
         return [0.0]
     hours = int(min(slack // HOUR, profile.option("max_wait_h")))

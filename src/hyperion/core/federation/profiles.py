@@ -22,6 +22,9 @@ Options (``FED_OPTIONS``):
 - ``wait`` (false): temporal shifting; a job with a deadline may start 1, 2, ... whole hours later
   while ``now + delay + expected run <= deadline``;
 - ``max_wait_h`` (24): at most this many hours of delay are considered;
+- ``slack_reserve`` (0.25): the share of a job's whole slack (deadline - submission - estimate)
+  that waiting never spends: a job decided again when its delay ends (the driver re-decides) keeps
+  that much time to wait for capacity, so repeated delays cannot walk it into a miss;
 - ``max_cost_ratio`` (inf): a candidate whose expected cost exceeds the cheapest feasible one's by
   more than this factor is not considered (the bound on what carbon or latency may cost);
 - ``spot_interruptions_per_h`` (0.05): assumed where a cluster does not say.
@@ -55,6 +58,7 @@ fed_plugin = registrar(FED_PLUGINS, "federation plugin")
 FED_OPTIONS: dict[str, tuple[Any, Callable[[object], Any]]] = {
     "wait": (False, flag),
     "max_wait_h": (24.0, number(0, 168)),
+    "slack_reserve": (0.25, number(0, 1)),
     "max_cost_ratio": (float("inf"), number(1, float("inf"))),
     "spot_interruptions_per_h": (0.05, number(0, 1e6)),
 }

@@ -5,6 +5,7 @@ from hyperion.core.plugins import (  # noqa: F401
     backfill,
     budget,
     fair_share,
+    federation,
     node_fit,
     preemption,
     priority_fifo,

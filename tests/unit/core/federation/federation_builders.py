@@ -19,6 +19,7 @@ def a_cluster(name: str = "c1", provider: str = "aws", region: str = "us-east-1"
 
 
 def a_job(id: str = "j1", team: str = "t", gpus: int = 1, estimate_s: float = HOUR, **kw: Any) -> FedJob:
+    kw.setdefault("submitted_at", NOW)
     return FedJob(id, team, gpus, estimate_s, **kw)
 
 

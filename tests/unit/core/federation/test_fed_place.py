@@ -69,6 +69,19 @@ def test_temporal_waits_for_the_cleaner_hour_within_slack() -> None:
     assert capped.decision("j1").start_delay_s == 3 * HOUR
 
 
+def test_waiting_keeps_a_reserve_of_the_whole_slack() -> None:
+    c = a_cluster(carbon_g_per_kwh=(900.0,) * 5 + (10.0,) * 10)  # clean from hour 5
+    job = a_job(estimate_s=2 * HOUR, deadline=NOW + 8 * HOUR)    # whole slack 6 h
+    assert place(a_snapshot([c], [job]), FED_PROFILES["carbon-temporal"](slack_reserve=0)).decision("j1").start_delay_s == 5 * HOUR
+    # a quarter of it (1.5 h) stays unspent: at most 4 h of waiting (a run over hours 4 and 5)
+    assert place(a_snapshot([c], [job]), TEMPORAL).decision("j1").start_delay_s == 4 * HOUR
+    # decided again two hours later (the driver re-decides when a delay ends): the reserve is of the
+    # whole slack since submission, so only 2 more hours may be spent
+    later = a_job(estimate_s=2 * HOUR, deadline=NOW + 8 * HOUR, submitted_at=NOW - 2 * HOUR)
+    d = place(a_snapshot([c], [later]), FED_PROFILES["carbon-temporal"](slack_reserve=0.5)).decision("j1")
+    assert d.start_delay_s == 0.0  # slack 6 h, deadline at +8 h: reserve 4 h leaves 6 - 2 - 4 = 0 h
+
+
 @pytest.mark.parametrize("job", [
     a_job(estimate_s=2 * HOUR),                                 # no deadline: never waits
     a_job(estimate_s=2 * HOUR, deadline=NOW + 2.5 * HOUR),      # under an hour of slack
