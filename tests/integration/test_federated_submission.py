@@ -62,7 +62,7 @@ def test_jobs_are_routed_by_the_federation_and_run_on_their_members_nodes(cluste
     assert "onprem" in table and "cloud" in table and "$/GPU-H" in table
 
     # REST: the cheaper member takes it, and it runs on that member's node
-    first = c.submit(job("train", 2, "sleep 4"))
+    first = c.submit(job("train", 2, "sleep 120"))  # holds onprem's GPUs until cancelled below
     assert first["federation"]["cluster"] == "onprem"
     view = admin.get(f"/v1/jobs/{first['id']}").json()
     f = view["federation"]
@@ -78,8 +78,14 @@ def test_jobs_are_routed_by_the_federation_and_run_on_their_members_nodes(cluste
         md = (("authorization", f"Bearer {c.admin_token}"),)
         status = stub.SubmitJob(pb.AIJob(name="viagrpc", team="vision", command=["true"],
                                          resources=pb.AIJob.ResourceRequest(gpus=1, gpu_type="A100", cpus_milli=100,
-                                                                            memory_mb=16)), metadata=md)
-    assert status.phase == "pending" and "routed to member cloud" in status.status_message
+                                                                            memory_mb=16),
+                                         placement=pb.Placement(weights={"cost": 1.0, "carbon": 0.5})), metadata=md)
+        # a placement knob that no member satisfies is refused, naming the field
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.SubmitJob(pb.AIJob(name="nowhere", team="vision", command=["true"],
+                                    placement=pb.Placement(weights={"speed": 1.0})), metadata=md)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "speed" in refused.value.details()
+    assert status.phase == "pending" and "routed to member cloud" in status.status_message and status.cluster == "cloud"
     explained = c.wait(lambda: admin.get(f"/v1/jobs/{status.job_id}/explain").json(),
                        lambda e: e.get("verdict") == "unresolvable", 10, "the federation's verdict")
     assert explained["federation"]["cluster"] == "cloud"
@@ -101,8 +107,9 @@ def test_jobs_are_routed_by_the_federation_and_run_on_their_members_nodes(cluste
     assert sorted(d["msg"].split(":")[0] for d in body["detail"]) == ["member cloud", "member onprem"]
     assert admin.get("/v1/jobs").json()["total"] == before
 
+    admin.delete(f"/v1/jobs/{first['id']}")
     done = c.wait_jobs([first["id"]], timeout=30)[first["id"]]
-    assert done["phase"] == "succeeded" and done["federation"]["cluster"] == "onprem"
+    assert done["phase"] == "cancelled" and done["federation"]["cluster"] == "onprem"
     # its GPUs are free again: the next job goes back to onprem and runs there
     again = c.submit(job("again", 1, "true"))
     assert again["federation"]["cluster"] == "onprem"

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hyperion.api.spec import ClusterDoc, SpecError, validate_document
@@ -204,10 +204,12 @@ class Federation:
 
     def decide(self, spec: JobSpec, job_id: str, now: float, estimate: float | None = None,
                budget_left: float | None = None, team_weights: tuple[tuple[str, float], ...] = (),
-               submitted_at: float | None = None) -> tuple[FedDecision, Routing | None]:
+               submitted_at: float | None = None, cost_cap_usd: float | None = None
+               ) -> tuple[FedDecision, Routing | None]:
         """Where the job goes on the members as they are now; the routing to store (None: nowhere).
-        ``submitted_at``: of a stored job decided again (its own GPUs are not counted as committed)."""
-        job = fed_job(spec, job_id, now, estimate, submitted_at)
+        ``submitted_at``, ``cost_cap_usd``: of a stored job decided again when its delay ended (its
+        own GPUs are not counted as committed; it keeps the cost cap of its first delay)."""
+        job = replace(fed_job(spec, job_id, now, estimate, submitted_at), cost_cap_usd=cost_cap_usd)
         views = self.views(now, exclude=job_id if submitted_at is not None else None)
         snapshot = FedSnapshot(now=now, seed=int(now), clusters=views, jobs=(job,),
                                team_budget_left={spec.team: budget_left} if budget_left is not None else {},
@@ -226,7 +228,8 @@ class Federation:
             start_after=now + d.start_delay_s if d.start_delay_s > 0 else None,
             expected_usd=_finite(d.expected_usd), expected_carbon_g=_finite(d.expected_carbon_g),
             expected_end=_finite(d.expected_end), score=_finite(d.score), carbon_now_g=_finite(carbon_now),
-            usd_now=_finite(usd_now), rejected=tuple(sorted(d.rejected.items())))
+            usd_now=_finite(usd_now), rejected=tuple(sorted(d.rejected.items())),
+            cost_cap_usd=cost_cap_usd if cost_cap_usd is not None else (d.cost_cap_usd if d.start_delay_s > 0 else None))
         return d, routing
 
     def member_view(self, doc: ClusterDoc, now: float, committed: Mapping[str, int], nodes: int) -> dict:

@@ -43,7 +43,8 @@ class FederationScheduler(hyperion_pb2_grpc.FederationSchedulerServicer):
             await _abort(context, err)
         routed = job.get("federation")
         where = f"; routed to member {routed['cluster']}" if routed else ""
-        return pb.JobStatus(job_id=job["id"], status_message=f"accepted; phase {job['phase']}{where}", phase=job["phase"])
+        return pb.JobStatus(job_id=job["id"], status_message=f"accepted; phase {job['phase']}{where}", phase=job["phase"],
+                            cluster=routed["cluster"] if routed else "")
 
 
 class NodeObserver(hyperion_pb2_grpc.NodeObserverServicer):

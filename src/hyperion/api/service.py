@@ -148,7 +148,8 @@ class ControlService:
                  if v.team == spec.team and v.usd is not None and v.action == "reject"]
         team = self.state.teams.get(spec.team)
         return self.federation.decide(spec, job.id if job else "new", now, estimate, min(lefts) if lefts else None,
-                                      team.placement_weights if team else (), job.submitted_at if job else None)
+                                      team.placement_weights if team else (), job.submitted_at if job else None,
+                                      job.routed.cost_cap_usd if job and job.routed else None)
 
     def redecide_due(self) -> int:
         """Decide again each federated job whose delay has ended, on the members and forecast of now

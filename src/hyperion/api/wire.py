@@ -74,4 +74,16 @@ def job_doc_from_pb(job: pb.AIJob) -> dict:
         doc["max_retries"] = job.max_retries
     if job.runtime_estimate_s:
         doc["runtime_estimate"] = job.runtime_estimate_s
+    if job.HasField("placement"):
+        p = job.placement
+        placement: dict = {k: list(getattr(p, k)) for k in ("regions", "providers", "residency") if getattr(p, k)}
+        if p.weights:
+            placement["weights"] = dict(p.weights)
+        if p.spot:
+            placement["spot"] = True
+        if p.checkpoint_interval_s:
+            placement["checkpoint_interval"] = p.checkpoint_interval_s
+        if p.caller_region:
+            placement["caller_region"] = p.caller_region
+        doc["placement"] = placement
     return doc

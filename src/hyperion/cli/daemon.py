@@ -40,6 +40,8 @@ from hyperion.cli.context import (
 DEFAULT_OPTIONS: dict[str, Any] = {
     "agents": 2, "gpus_per_agent": 4, "gpu_type": None,
     "host": "127.0.0.1", "port": 8470, "grpc_port": 8471,
+    # the federation (used once kind: Cluster members are applied; docs/federation.md)
+    "federation_profile": "default", "carbon_dir": None, "forecast": "same-hour-yesterday",
 }
 START_TIMEOUT_S = 30.0
 READY_TIMEOUT_S = 30.0
@@ -83,6 +85,9 @@ def daemon_command(data_dir: Path, options: Mapping[str, Any]) -> list[str]:
     ]
     if options.get("gpu_type"):
         command += ["--gpu-type", str(options["gpu_type"])]
+    command += ["--federation-profile", str(options["federation_profile"]), "--forecast", str(options["forecast"])]
+    if options.get("carbon_dir"):
+        command += ["--carbon-dir", str(Path(options["carbon_dir"]).resolve())]
     return command
 
 

@@ -50,6 +50,12 @@ def _default(name: str) -> str:
               help=f"REST API port; 0 picks a free one. {_default('port')}")
 @click.option("--grpc-port", type=click.IntRange(0, 65535),
               help=f"gRPC port; 0 picks a free one. {_default('grpc_port')}")
+@click.option("--federation-profile", type=click.Choice(["cheapest", "default", "carbon-spatial", "carbon-temporal"]),
+              help=f"How the federation picks a member cluster for each job. {_default('federation_profile')}")
+@click.option("--carbon-dir", type=click.Path(exists=True, file_okay=False),
+              help="Hourly carbon series <GRID_ZONE>_*.csv[.gz] the federation forecasts from.")
+@click.option("--forecast", type=click.Choice(["same-hour-yesterday", "weekly"]),
+              help=f"The federation's carbon forecast. {_default('forecast')}")
 @click.pass_obj
 def up(state: CliState, **given: Any) -> None:
     """Start a control plane and local agents for the data dir (does nothing if already up)."""

@@ -74,6 +74,10 @@ class FedJob:
     caller_region: str | None = None  # inference: where its callers are (key of ``ClusterView.latency_ms``)
     caller_location: tuple[float, float] | None = None  # inference: (latitude, longitude) of its callers
     weights: Mapping[str, float] | None = None  # score plugin -> weight; overrides team's and defaults
+    # what it may be expected to cost at most, granted by an earlier decision (its ``cost_cap_usd``):
+    # a job decided again when its delay ends keeps the options it waited for, even when a cheaper
+    # member has freed up meanwhile; None: only the profile's ``max_cost_ratio`` bounds it
+    cost_cap_usd: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +110,7 @@ class FedDecision:
     score: float | None = None  # weighted sum of normalised scores (higher is better), 0..sum of weights
     rejected: Mapping[str, str] = field(default_factory=dict)
     reason: str = ""
+    cost_cap_usd: float | None = None  # the bound on expected cost this decision applied (None: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +167,7 @@ class Routing:
     carbon_now_g: float | None = None
     usd_now: float | None = None
     rejected: tuple[tuple[str, str], ...] = ()  # (member, reason), by member name
+    cost_cap_usd: float | None = None  # granted by its first delayed decision (FedJob.cost_cap_usd)
 
     def waits_for(self) -> str:
         """Why a delayed job waits: ``a cleaner hour (expected 120 g CO2 vs 310 g now)``; "" when it does not."""

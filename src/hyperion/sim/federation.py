@@ -169,6 +169,7 @@ class _Job:
     deadline: float
     wake: float = 0.0      # decided again at or after this instant
     blocked: int = -1      # the finish count when it last found no capacity (-1: not blocked)
+    cap: float | None = None  # the cost cap its first delay was decided under (FedJob.cost_cap_usd)
 
 
 @dataclass(slots=True)
@@ -238,7 +239,7 @@ class FederationRun:
 
     def _fed_job(self, j: _Job, now: float) -> FedJob:
         deadline = j.deadline if now + j.duration <= j.deadline else None  # already late: run as soon as possible
-        return FedJob(j.id, j.team, j.gpus, j.duration, submitted_at=j.submit, deadline=deadline)
+        return FedJob(j.id, j.team, j.gpus, j.duration, submitted_at=j.submit, deadline=deadline, cost_cap_usd=j.cap)
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> PolicyResult:
         t0 = time.perf_counter()
@@ -294,6 +295,8 @@ class FederationRun:
                         j.blocked = self.finishes
                     elif d.start_delay_s > 0:
                         j.wake, j.blocked = now + d.start_delay_s, -1
+                        if j.cap is None:
+                            j.cap = d.cost_cap_usd
                         delays += 1
                         heapq.heappush(events, (j.wake, WAKE, steps, j.id))
                     else:

@@ -220,4 +220,5 @@ def test_a_delay_that_ends_is_decided_again_on_the_members_of_then(tmp_path: Pat
     again = svc.state.jobs[view["id"]]
     assert again.routed.cluster == "onprem" and again.routed.start_after is None
     assert again.routed.decided_at == NOW + 6 * HOUR and again.submitted_at == NOW
+    assert first.cost_cap_usd is not None and again.routed.cost_cap_usd == first.cost_cap_usd  # kept, not re-granted
     assert svc.redecide_due() == 0  # decided: nothing due any more

@@ -408,7 +408,11 @@ def test_options_merge_saved_and_defaults(tmp_path: Path):
     assert merged == {**daemon.DEFAULT_OPTIONS, "agents": 3, "port": 0}
     command = daemon.daemon_command(tmp_path, {**merged, "gpu_type": "A100"})
     assert command[:3] == [sys.executable, "-m", "hyperion.runtime"]
-    assert command[command.index("--agents") + 1] == "3" and command[-2:] == ["--gpu-type", "A100"]
+    assert command[command.index("--agents") + 1] == "3" and command[command.index("--gpu-type") + 1] == "A100"
+    assert command[command.index("--federation-profile") + 1] == "default" and "--carbon-dir" not in command
+    carbon = daemon.daemon_command(tmp_path, {**merged, "federation_profile": "carbon-temporal", "carbon_dir": "."})
+    assert carbon[carbon.index("--federation-profile") + 1] == "carbon-temporal"
+    assert carbon[carbon.index("--carbon-dir") + 1] == str(Path(".").resolve())
 
 
 def test_down_with_nothing_running_is_idempotent(tmp_path: Path):

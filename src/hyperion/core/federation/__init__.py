@@ -11,7 +11,9 @@ The decision, in phases:
    Each candidate's run, cost and carbon come from ``estimate.candidate``.
 3. *filter*: the profile's hard constraints (``filter`` plugins, in order); a cluster none of whose
    candidates passes is reported in ``FedDecision.rejected`` with the reasons at delay 0.
-4. *bound*: candidates costing more than ``max_cost_ratio`` times the cheapest feasible are dropped.
+4. *bound*: candidates costing more than ``max_cost_ratio`` times the cheapest feasible are dropped
+   (or more than the job's ``cost_cap_usd``, when that is higher: what it was granted when first
+   decided, so a job decided again after a delay keeps the choices it waited for).
 5. *score*: each ``penalty`` plugin's values, min-max normalised over the remaining candidates,
    combine into ``sum(weight * (1 - normalised))`` (weights: see ``profiles``); the highest wins,
    ties to the shorter delay, the lower cost, then cluster name, GPU type, on-demand before spot.
@@ -102,15 +104,18 @@ def _decide(job: FedJob, clusters: tuple[ClusterView, ...], ctx: Context, profil
         why = "no clusters in the snapshot" if not clusters else "no cluster passes every hard constraint"
         return FedDecision(job.id, None, rejected=rejected, reason=why)
     cheapest = min(c.usd for c in feasible)
-    bound = profile.option("max_cost_ratio")
-    if math.isfinite(bound):
-        feasible = [c for c in feasible if c.usd <= cheapest * bound + 1e-9]
+    ratio = profile.option("max_cost_ratio")
+    cap = cheapest * ratio
+    if job.cost_cap_usd is not None and job.cost_cap_usd > cap:
+        cap = job.cost_cap_usd  # granted when it was first decided (see FedJob.cost_cap_usd)
+    if math.isfinite(cap):
+        feasible = [c for c in feasible if c.usd <= cap + 1e-9]
     scores = _scores(job, feasible, ctx, profile)
     best = min(range(len(feasible)), key=lambda i: (-scores[i], feasible[i].delay_s, feasible[i].usd,
                                                     feasible[i].cluster.name, feasible[i].gpu_type, feasible[i].spot))
     c = feasible[best]
     return FedDecision(job.id, c.cluster.name, c.gpu_type, c.spot, c.delay_s, c.usd, c.carbon_g, c.end,
-                       scores[best], rejected)
+                       scores[best], rejected, cost_cap_usd=cap if math.isfinite(cap) else None)
 
 
 def weights_for(job: FedJob, snapshot: FedSnapshot, profile: FedProfile) -> dict[str, float]:

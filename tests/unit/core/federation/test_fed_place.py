@@ -148,3 +148,17 @@ def test_default_prefers_the_data_and_the_callers() -> None:
 ])
 def test_normalise(values: list, expected: list) -> None:
     assert normalise(values) == expected
+
+
+def test_a_granted_cost_cap_keeps_the_options_a_job_waited_for() -> None:
+    clean = a_cluster("clean", od={"H100": 3.0}, carbon_g_per_kwh=(50.0,))
+    cheap = a_cluster("cheap", region="r2", od={"H100": 1.0}, carbon_g_per_kwh=(500.0,))
+    job = a_job(estimate_s=HOUR)
+    # decided alone with the cheap member: the clean one costs 3x, past the 1.25 bound
+    d = place(a_snapshot([clean, cheap], [job]), SPATIAL).decision("j1")
+    assert d.cluster == "cheap" and d.cost_cap_usd == pytest.approx(1.25)
+    # a job first decided when only the clean member was free was granted 1.25 x $3: it keeps it
+    kept = place(a_snapshot([clean, cheap], [a_job(estimate_s=HOUR, cost_cap_usd=3.75)]), SPATIAL).decision("j1")
+    assert kept.cluster == "clean" and kept.cost_cap_usd == 3.75
+    # a cap under the profile's own bound changes nothing
+    assert place(a_snapshot([clean, cheap], [a_job(estimate_s=HOUR, cost_cap_usd=0.5)]), SPATIAL).decision("j1").cluster == "cheap"

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ahyperion/v1/hyperion.proto\x12\x0bhyperion.v1\"\xeb\x07\n\x05\x41IJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12/\n\tframework\x18\x03 \x01(\x0e\x32\x1c.hyperion.v1.AIJob.Framework\x12-\n\x08priority\x18\x04 \x01(\x0e\x32\x1b.hyperion.v1.AIJob.Priority\x12\x35\n\tresources\x18\x05 \x01(\x0b\x32\".hyperion.v1.AIJob.ResourceRequest\x12\x10\n\x08replicas\x18\x06 \x01(\x05\x12\x32\n\x08metadata\x18\x07 \x03(\x0b\x32 .hyperion.v1.AIJob.MetadataEntry\x12\x0c\n\x04name\x18\x08 \x01(\t\x12\x0c\n\x04team\x18\t \x01(\t\x12\x15\n\rmin_available\x18\n \x01(\x05\x12\r\n\x05queue\x18\x0b \x01(\t\x12\x0f\n\x07\x63ommand\x18\x0c \x03(\t\x12\r\n\x05image\x18\r \x01(\t\x12(\n\x03\x65nv\x18\x0e \x03(\x0b\x32\x1b.hyperion.v1.AIJob.EnvEntry\x12\x13\n\x0bworking_dir\x18\x0f \x01(\t\x12\x16\n\x0e\x63heckpoint_dir\x18\x10 \x01(\t\x12\x10\n\x08\x64\x65\x61\x64line\x18\x11 \x01(\t\x12\x15\n\rdata_location\x18\x12 \x01(\t\x12\x17\n\x0f\x64\x61ta_size_bytes\x18\x13 \x01(\x03\x12\x1a\n\x12max_price_per_hour\x18\x14 \x01(\x01\x12\x16\n\x0epriority_value\x18\x15 \x01(\x05\x12\x13\n\x0bmax_retries\x18\x16 \x01(\x05\x12\x1a\n\x12runtime_estimate_s\x18\x17 \x01(\x01\x1aX\n\x0fResourceRequest\x12\x0c\n\x04gpus\x18\x01 \x01(\x05\x12\x10\n\x08gpu_type\x18\x02 \x01(\t\x12\x12\n\ncpus_milli\x18\x03 \x01(\x05\x12\x11\n\tmemory_mb\x18\x04 \x01(\x03\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"o\n\tFramework\x12\x19\n\x15\x46RAMEWORK_UNSPECIFIED\x10\x00\x12\x0b\n\x07PYTORCH\x10\x01\x12\x07\n\x03JAX\x10\x02\x12\x0e\n\nTENSORFLOW\x10\x03\x12\x14\n\x10\x43USTOM_CONTAINER\x10\x04\x12\x0b\n\x07\x43OMMAND\x10\x05\"\\\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\t\n\x05\x42\x41TCH\x10\x01\x12\x14\n\x10LATENCY_CRITICAL\x10\x02\x12\x15\n\x11ULTRA_LOW_LATENCY\x10\x03\"\x93\x03\n\x0bNodeMetrics\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x1f\n\x17gpu_utilization_percent\x18\x02 \x01(\x01\x12\x1f\n\x17\x63pu_utilization_percent\x18\x03 \x01(\x01\x12\x16\n\x0ememory_used_mb\x18\x04 \x01(\x01\x12\x17\n\x0fnetwork_tx_gbps\x18\x05 \x01(\x01\x12\x43\n\x0e\x63ustom_metrics\x18\x06 \x03(\x0b\x32+.hyperion.v1.NodeMetrics.CustomMetricsEntry\x12\x11\n\ttimestamp\x18\x07 \x01(\x01\x12%\n\x04gpus\x18\x08 \x03(\x0b\x32\x17.hyperion.v1.GpuMetrics\x12\x17\n\x0fmemory_total_mb\x18\t \x01(\x01\x12\x19\n\x11\x64isk_used_percent\x18\n \x01(\x01\x12\x17\n\x0fnetwork_rx_gbps\x18\x0b \x01(\x01\x1a\x34\n\x12\x43ustomMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xd9\x01\n\nGpuMetrics\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\x1b\n\x13utilization_percent\x18\x03 \x01(\x01\x12\x16\n\x0ememory_used_mb\x18\x04 \x01(\x01\x12\x17\n\x0fmemory_total_mb\x18\x05 \x01(\x01\x12\x15\n\rtemperature_c\x18\x06 \x01(\x01\x12\x0f\n\x07power_w\x18\x07 \x01(\x01\x12\x12\n\necc_errors\x18\x08 \x01(\x03\x12\x12\n\nxid_errors\x18\t \x01(\x03\x12\x10\n\x08last_xid\x18\n \x01(\x05\"\'\n\x03\x41\x63k\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"z\n\tJobStatus\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x16\n\x0estatus_message\x18\x02 \x01(\t\x12\r\n\x05phase\x18\x03 \x01(\t\x12\x11\n\texit_code\x18\x04 \x01(\x05\x12\x15\n\rhas_exit_code\x18\x05 \x01(\x08\x12\x0c\n\x04node\x18\x06 \x01(\t2M\n\x0cNodeObserver\x12=\n\rReportMetrics\x12\x18.hyperion.v1.NodeMetrics\x1a\x10.hyperion.v1.Ack(\x01\x32N\n\x13\x46\x65\x64\x65rationScheduler\x12\x37\n\tSubmitJob\x12\x12.hyperion.v1.AIJob\x1a\x16.hyperion.v1.JobStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ahyperion/v1/hyperion.proto\x12\x0bhyperion.v1\"\x96\x08\n\x05\x41IJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12/\n\tframework\x18\x03 \x01(\x0e\x32\x1c.hyperion.v1.AIJob.Framework\x12-\n\x08priority\x18\x04 \x01(\x0e\x32\x1b.hyperion.v1.AIJob.Priority\x12\x35\n\tresources\x18\x05 \x01(\x0b\x32\".hyperion.v1.AIJob.ResourceRequest\x12\x10\n\x08replicas\x18\x06 \x01(\x05\x12\x32\n\x08metadata\x18\x07 \x03(\x0b\x32 .hyperion.v1.AIJob.MetadataEntry\x12\x0c\n\x04name\x18\x08 \x01(\t\x12\x0c\n\x04team\x18\t \x01(\t\x12\x15\n\rmin_available\x18\n \x01(\x05\x12\r\n\x05queue\x18\x0b \x01(\t\x12\x0f\n\x07\x63ommand\x18\x0c \x03(\t\x12\r\n\x05image\x18\r \x01(\t\x12(\n\x03\x65nv\x18\x0e \x03(\x0b\x32\x1b.hyperion.v1.AIJob.EnvEntry\x12\x13\n\x0bworking_dir\x18\x0f \x01(\t\x12\x16\n\x0e\x63heckpoint_dir\x18\x10 \x01(\t\x12\x10\n\x08\x64\x65\x61\x64line\x18\x11 \x01(\t\x12\x15\n\rdata_location\x18\x12 \x01(\t\x12\x17\n\x0f\x64\x61ta_size_bytes\x18\x13 \x01(\x03\x12\x1a\n\x12max_price_per_hour\x18\x14 \x01(\x01\x12\x16\n\x0epriority_value\x18\x15 \x01(\x05\x12\x13\n\x0bmax_retries\x18\x16 \x01(\x05\x12\x1a\n\x12runtime_estimate_s\x18\x17 \x01(\x01\x12)\n\tplacement\x18\x18 \x01(\x0b\x32\x16.hyperion.v1.Placement\x1aX\n\x0fResourceRequest\x12\x0c\n\x04gpus\x18\x01 \x01(\x05\x12\x10\n\x08gpu_type\x18\x02 \x01(\t\x12\x12\n\ncpus_milli\x18\x03 \x01(\x05\x12\x11\n\tmemory_mb\x18\x04 \x01(\x03\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"o\n\tFramework\x12\x19\n\x15\x46RAMEWORK_UNSPECIFIED\x10\x00\x12\x0b\n\x07PYTORCH\x10\x01\x12\x07\n\x03JAX\x10\x02\x12\x0e\n\nTENSORFLOW\x10\x03\x12\x14\n\x10\x43USTOM_CONTAINER\x10\x04\x12\x0b\n\x07\x43OMMAND\x10\x05\"\\\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\t\n\x05\x42\x41TCH\x10\x01\x12\x14\n\x10LATENCY_CRITICAL\x10\x02\x12\x15\n\x11ULTRA_LOW_LATENCY\x10\x03\"\xec\x01\n\tPlacement\x12\x34\n\x07weights\x18\x01 \x03(\x0b\x32#.hyperion.v1.Placement.WeightsEntry\x12\x0f\n\x07regions\x18\x02 \x03(\t\x12\x11\n\tproviders\x18\x03 \x03(\t\x12\x11\n\tresidency\x18\x04 \x03(\t\x12\x0c\n\x04spot\x18\x05 \x01(\x08\x12\x1d\n\x15\x63heckpoint_interval_s\x18\x06 \x01(\x01\x12\x15\n\rcaller_region\x18\x07 \x01(\t\x1a.\n\x0cWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x93\x03\n\x0bNodeMetrics\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x1f\n\x17gpu_utilization_percent\x18\x02 \x01(\x01\x12\x1f\n\x17\x63pu_utilization_percent\x18\x03 \x01(\x01\x12\x16\n\x0ememory_used_mb\x18\x04 \x01(\x01\x12\x17\n\x0fnetwork_tx_gbps\x18\x05 \x01(\x01\x12\x43\n\x0e\x63ustom_metrics\x18\x06 \x03(\x0b\x32+.hyperion.v1.NodeMetrics.CustomMetricsEntry\x12\x11\n\ttimestamp\x18\x07 \x01(\x01\x12%\n\x04gpus\x18\x08 \x03(\x0b\x32\x17.hyperion.v1.GpuMetrics\x12\x17\n\x0fmemory_total_mb\x18\t \x01(\x01\x12\x19\n\x11\x64isk_used_percent\x18\n \x01(\x01\x12\x17\n\x0fnetwork_rx_gbps\x18\x0b \x01(\x01\x1a\x34\n\x12\x43ustomMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xd9\x01\n\nGpuMetrics\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\x1b\n\x13utilization_percent\x18\x03 \x01(\x01\x12\x16\n\x0ememory_used_mb\x18\x04 \x01(\x01\x12\x17\n\x0fmemory_total_mb\x18\x05 \x01(\x01\x12\x15\n\rtemperature_c\x18\x06 \x01(\x01\x12\x0f\n\x07power_w\x18\x07 \x01(\x01\x12\x12\n\necc_errors\x18\x08 \x01(\x03\x12\x12\n\nxid_errors\x18\t \x01(\x03\x12\x10\n\x08last_xid\x18\n \x01(\x05\"\'\n\x03\x41\x63k\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x8b\x01\n\tJobStatus\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x16\n\x0estatus_message\x18\x02 \x01(\t\x12\r\n\x05phase\x18\x03 \x01(\t\x12\x11\n\texit_code\x18\x04 \x01(\x05\x12\x15\n\rhas_exit_code\x18\x05 \x01(\x08\x12\x0c\n\x04node\x18\x06 \x01(\t\x12\x0f\n\x07\x63luster\x18\x07 \x01(\t2M\n\x0cNodeObserver\x12=\n\rReportMetrics\x12\x18.hyperion.v1.NodeMetrics\x1a\x10.hyperion.v1.Ack(\x01\x32N\n\x13\x46\x65\x64\x65rationScheduler\x12\x37\n\tSubmitJob\x12\x12.hyperion.v1.AIJob\x1a\x16.hyperion.v1.JobStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,32 +36,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AIJOB_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_AIJOB_ENVENTRY']._loaded_options = None
   _globals['_AIJOB_ENVENTRY']._serialized_options = b'8\001'
+  _globals['_PLACEMENT_WEIGHTSENTRY']._loaded_options = None
+  _globals['_PLACEMENT_WEIGHTSENTRY']._serialized_options = b'8\001'
   _globals['_NODEMETRICS_CUSTOMMETRICSENTRY']._loaded_options = None
   _globals['_NODEMETRICS_CUSTOMMETRICSENTRY']._serialized_options = b'8\001'
   _globals['_AIJOB']._serialized_start=44
-  _globals['_AIJOB']._serialized_end=1047
-  _globals['_AIJOB_RESOURCEREQUEST']._serialized_start=659
-  _globals['_AIJOB_RESOURCEREQUEST']._serialized_end=747
-  _globals['_AIJOB_METADATAENTRY']._serialized_start=749
-  _globals['_AIJOB_METADATAENTRY']._serialized_end=796
-  _globals['_AIJOB_ENVENTRY']._serialized_start=798
-  _globals['_AIJOB_ENVENTRY']._serialized_end=840
-  _globals['_AIJOB_FRAMEWORK']._serialized_start=842
-  _globals['_AIJOB_FRAMEWORK']._serialized_end=953
-  _globals['_AIJOB_PRIORITY']._serialized_start=955
-  _globals['_AIJOB_PRIORITY']._serialized_end=1047
-  _globals['_NODEMETRICS']._serialized_start=1050
-  _globals['_NODEMETRICS']._serialized_end=1453
-  _globals['_NODEMETRICS_CUSTOMMETRICSENTRY']._serialized_start=1401
-  _globals['_NODEMETRICS_CUSTOMMETRICSENTRY']._serialized_end=1453
-  _globals['_GPUMETRICS']._serialized_start=1456
-  _globals['_GPUMETRICS']._serialized_end=1673
-  _globals['_ACK']._serialized_start=1675
-  _globals['_ACK']._serialized_end=1714
-  _globals['_JOBSTATUS']._serialized_start=1716
-  _globals['_JOBSTATUS']._serialized_end=1838
-  _globals['_NODEOBSERVER']._serialized_start=1840
-  _globals['_NODEOBSERVER']._serialized_end=1917
-  _globals['_FEDERATIONSCHEDULER']._serialized_start=1919
-  _globals['_FEDERATIONSCHEDULER']._serialized_end=1997
+  _globals['_AIJOB']._serialized_end=1090
+  _globals['_AIJOB_RESOURCEREQUEST']._serialized_start=702
+  _globals['_AIJOB_RESOURCEREQUEST']._serialized_end=790
+  _globals['_AIJOB_METADATAENTRY']._serialized_start=792
+  _globals['_AIJOB_METADATAENTRY']._serialized_end=839
+  _globals['_AIJOB_ENVENTRY']._serialized_start=841
+  _globals['_AIJOB_ENVENTRY']._serialized_end=883
+  _globals['_AIJOB_FRAMEWORK']._serialized_start=885
+  _globals['_AIJOB_FRAMEWORK']._serialized_end=996
+  _globals['_AIJOB_PRIORITY']._serialized_start=998
+  _globals['_AIJOB_PRIORITY']._serialized_end=1090
+  _globals['_PLACEMENT']._serialized_start=1093
+  _globals['_PLACEMENT']._serialized_end=1329
+  _globals['_PLACEMENT_WEIGHTSENTRY']._serialized_start=1283
+  _globals['_PLACEMENT_WEIGHTSENTRY']._serialized_end=1329
+  _globals['_NODEMETRICS']._serialized_start=1332
+  _globals['_NODEMETRICS']._serialized_end=1735
+  _globals['_NODEMETRICS_CUSTOMMETRICSENTRY']._serialized_start=1683
+  _globals['_NODEMETRICS_CUSTOMMETRICSENTRY']._serialized_end=1735
+  _globals['_GPUMETRICS']._serialized_start=1738
+  _globals['_GPUMETRICS']._serialized_end=1955
+  _globals['_ACK']._serialized_start=1957
+  _globals['_ACK']._serialized_end=1996
+  _globals['_JOBSTATUS']._serialized_start=1999
+  _globals['_JOBSTATUS']._serialized_end=2138
+  _globals['_NODEOBSERVER']._serialized_start=2140
+  _globals['_NODEOBSERVER']._serialized_end=2217
+  _globals['_FEDERATIONSCHEDULER']._serialized_start=2219
+  _globals['_FEDERATIONSCHEDULER']._serialized_end=2297
 # @@protoc_insertion_point(module_scope)

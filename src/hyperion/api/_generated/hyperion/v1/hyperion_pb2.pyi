@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AIJob(_message.Message):
-    __slots__ = ("job_id", "user_id", "framework", "priority", "resources", "replicas", "metadata", "name", "team", "min_available", "queue", "command", "image", "env", "working_dir", "checkpoint_dir", "deadline", "data_location", "data_size_bytes", "max_price_per_hour", "priority_value", "max_retries", "runtime_estimate_s")
+    __slots__ = ("job_id", "user_id", "framework", "priority", "resources", "replicas", "metadata", "name", "team", "min_available", "queue", "command", "image", "env", "working_dir", "checkpoint_dir", "deadline", "data_location", "data_size_bytes", "max_price_per_hour", "priority_value", "max_retries", "runtime_estimate_s", "placement")
     class Framework(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         FRAMEWORK_UNSPECIFIED: _ClassVar[AIJob.Framework]
@@ -82,6 +82,7 @@ class AIJob(_message.Message):
     PRIORITY_VALUE_FIELD_NUMBER: _ClassVar[int]
     MAX_RETRIES_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_ESTIMATE_S_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     user_id: str
     framework: AIJob.Framework
@@ -105,7 +106,33 @@ class AIJob(_message.Message):
     priority_value: int
     max_retries: int
     runtime_estimate_s: float
-    def __init__(self, job_id: _Optional[str] = ..., user_id: _Optional[str] = ..., framework: _Optional[_Union[AIJob.Framework, str]] = ..., priority: _Optional[_Union[AIJob.Priority, str]] = ..., resources: _Optional[_Union[AIJob.ResourceRequest, _Mapping]] = ..., replicas: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., name: _Optional[str] = ..., team: _Optional[str] = ..., min_available: _Optional[int] = ..., queue: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., working_dir: _Optional[str] = ..., checkpoint_dir: _Optional[str] = ..., deadline: _Optional[str] = ..., data_location: _Optional[str] = ..., data_size_bytes: _Optional[int] = ..., max_price_per_hour: _Optional[float] = ..., priority_value: _Optional[int] = ..., max_retries: _Optional[int] = ..., runtime_estimate_s: _Optional[float] = ...) -> None: ...
+    placement: Placement
+    def __init__(self, job_id: _Optional[str] = ..., user_id: _Optional[str] = ..., framework: _Optional[_Union[AIJob.Framework, str]] = ..., priority: _Optional[_Union[AIJob.Priority, str]] = ..., resources: _Optional[_Union[AIJob.ResourceRequest, _Mapping]] = ..., replicas: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., name: _Optional[str] = ..., team: _Optional[str] = ..., min_available: _Optional[int] = ..., queue: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., working_dir: _Optional[str] = ..., checkpoint_dir: _Optional[str] = ..., deadline: _Optional[str] = ..., data_location: _Optional[str] = ..., data_size_bytes: _Optional[int] = ..., max_price_per_hour: _Optional[float] = ..., priority_value: _Optional[int] = ..., max_retries: _Optional[int] = ..., runtime_estimate_s: _Optional[float] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ...) -> None: ...
+
+class Placement(_message.Message):
+    __slots__ = ("weights", "regions", "providers", "residency", "spot", "checkpoint_interval_s", "caller_region")
+    class WeightsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
+    PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    RESIDENCY_FIELD_NUMBER: _ClassVar[int]
+    SPOT_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    CALLER_REGION_FIELD_NUMBER: _ClassVar[int]
+    weights: _containers.ScalarMap[str, float]
+    regions: _containers.RepeatedScalarFieldContainer[str]
+    providers: _containers.RepeatedScalarFieldContainer[str]
+    residency: _containers.RepeatedScalarFieldContainer[str]
+    spot: bool
+    checkpoint_interval_s: float
+    caller_region: str
+    def __init__(self, weights: _Optional[_Mapping[str, float]] = ..., regions: _Optional[_Iterable[str]] = ..., providers: _Optional[_Iterable[str]] = ..., residency: _Optional[_Iterable[str]] = ..., spot: _Optional[bool] = ..., checkpoint_interval_s: _Optional[float] = ..., caller_region: _Optional[str] = ...) -> None: ...
 
 class NodeMetrics(_message.Message):
     __slots__ = ("node_id", "gpu_utilization_percent", "cpu_utilization_percent", "memory_used_mb", "network_tx_gbps", "custom_metrics", "timestamp", "gpus", "memory_total_mb", "disk_used_percent", "network_rx_gbps")
@@ -173,17 +200,19 @@ class Ack(_message.Message):
     def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
 
 class JobStatus(_message.Message):
-    __slots__ = ("job_id", "status_message", "phase", "exit_code", "has_exit_code", "node")
+    __slots__ = ("job_id", "status_message", "phase", "exit_code", "has_exit_code", "node", "cluster")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     HAS_EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     status_message: str
     phase: str
     exit_code: int
     has_exit_code: bool
     node: str
-    def __init__(self, job_id: _Optional[str] = ..., status_message: _Optional[str] = ..., phase: _Optional[str] = ..., exit_code: _Optional[int] = ..., has_exit_code: _Optional[bool] = ..., node: _Optional[str] = ...) -> None: ...
+    cluster: str
+    def __init__(self, job_id: _Optional[str] = ..., status_message: _Optional[str] = ..., phase: _Optional[str] = ..., exit_code: _Optional[int] = ..., has_exit_code: _Optional[bool] = ..., node: _Optional[str] = ..., cluster: _Optional[str] = ...) -> None: ...

@@ -6,7 +6,7 @@ import warnings
 
 from hyperion.api._generated.hyperion.v1 import hyperion_pb2 as hyperion_dot_v1_dot_hyperion__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
