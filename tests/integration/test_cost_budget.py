@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -46,16 +43,6 @@ def cluster(make_cluster) -> LocalCluster:
     return c
 
 
-def cli(c: LocalCluster, *args: str) -> str:
-    env = {**os.environ, "HYPERION_HOME": str(c.data_dir)}
-    env.pop("HYPERION_TOKEN", None)
-    env.pop("HYPERION_SERVER", None)
-    p = subprocess.run([sys.executable, "-m", "hyperion.cli.main", *args], capture_output=True, text=True, env=env,
-                       timeout=60, cwd=Path(__file__).resolve().parents[2])
-    assert p.returncode == 0, p.stdout + p.stderr
-    return p.stdout
-
-
 def job(name: str, team: str, command: str, **extra) -> dict:
     return {"name": name, "team": team, "resources": {"gpus": 2, "cpus": "100m", "memory": "16Mi"},
             "command": command, "grace_period": "1s", **extra}
@@ -67,17 +54,17 @@ def test_cost_and_carbon_match_the_jobs_run_and_a_team_over_budget_is_held(clust
     j = c.wait_jobs([done["id"]], timeout=30)[done["id"]]
     assert j["phase"] == "succeeded"
     run_s = j["finished_at"] - j["scheduled_at"]
-    report = json.loads(cli(c, "cost", "--team", "vision", "-o", "json"))
+    report = json.loads(c.cli("cost", "--team", "vision", "-o", "json"))
     [row] = report["items"]
     assert row["team"] == "vision"
     assert row["cost_usd"] == pytest.approx(2 * GPU_HOUR * run_s / 3600, rel=0.01)
     assert row["gpu_hours"] == pytest.approx(2 * run_s / 3600, rel=0.01)
     assert row["energy_kwh"] == pytest.approx(2 * WATTS * run_s / 3.6e6, rel=0.01)
     assert row["carbon_kg"] == pytest.approx(2 * WATTS * run_s / 3.6e6 * INTENSITY / 1000, rel=0.01)
-    by_job = cli(c, "cost", "--by", "job", "-o", "csv").splitlines()
+    by_job = c.cli("cost", "--by", "job", "-o", "csv").splitlines()
     assert by_job[0] == "job,name,team,cost_usd,gpu_hours,energy_kwh,carbon_kg"
     assert by_job[1].startswith(f"{done['id']},train,vision,")
-    table = cli(c, "cost")
+    table = c.cli("cost")
     assert "vision" in table and "COST $" in table
 
     # a daily budget of what vision spent plus $5: a job expected to cost $72 (2 GPUs x 1 h) is held
@@ -102,7 +89,7 @@ def test_cost_and_carbon_match_the_jobs_run_and_a_team_over_budget_is_held(clust
     assert [e["job"] for e in events] == [held["id"]]  # once, not at every cycle
     [budget] = admin.get("/v1/budgets").json()["items"]
     assert budget["spent"] == pytest.approx(spent, rel=0.01) and budget["limit"] == round(spent + 5, 2)
-    assert "vision-daily" in cli(c, "budgets")
+    assert "vision-daily" in c.cli("budgets")
     # raising the budget lets it start
     admin.post("/v1/apply", json={"documents": [
         {"kind": "Budget", "name": "vision-daily", "team": "vision", "period": "day", "usd": 1000}]})

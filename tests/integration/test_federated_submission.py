@@ -5,11 +5,6 @@ member without nodes held with the reason, and a refused submission that stores 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import grpc
 import pytest
 
@@ -35,16 +30,6 @@ def cluster(make_cluster) -> LocalCluster:
     return c
 
 
-def cli(c: LocalCluster, *args: str) -> str:
-    env = {**os.environ, "HYPERION_HOME": str(c.data_dir)}
-    env.pop("HYPERION_TOKEN", None)
-    env.pop("HYPERION_SERVER", None)
-    p = subprocess.run([sys.executable, "-m", "hyperion.cli.main", *args], capture_output=True, text=True, env=env,
-                       timeout=60, cwd=Path(__file__).resolve().parents[2])
-    assert p.returncode == 0, p.stdout + p.stderr
-    return p.stdout
-
-
 def job(name: str, gpus: int, command: str) -> dict:
     return {"name": name, "team": "vision", "resources": {"gpus": gpus, "gpu_type": "A100", "cpus": "100m",
             "memory": "16Mi"}, "command": command, "grace_period": "1s", "runtime_estimate": "1h"}
@@ -58,7 +43,7 @@ def test_jobs_are_routed_by_the_federation_and_run_on_their_members_nodes(cluste
     members = admin.get("/v1/clusters").json()
     assert [(m["name"], m["capacity"], m["nodes"]) for m in members["items"]] == [
         ("cloud", {"A100": 8}, 0), ("onprem", {"A100": 2}, 1)]
-    table = cli(c, "clusters")
+    table = c.cli("clusters")
     assert "onprem" in table and "cloud" in table and "$/GPU-H" in table
 
     # REST: the cheaper member takes it, and it runs on that member's node
@@ -93,7 +78,7 @@ def test_jobs_are_routed_by_the_federation_and_run_on_their_members_nodes(cluste
     [reason] = explained["reasons"]
     assert reason["plugin"] == "federation"
     assert reason["reason"].startswith("routed to member cloud, which has no node yet: capacity comes from its node pool")
-    text = cli(c, "explain", status.job_id)
+    text = c.cli("explain", status.job_id)
     assert "federation: member cloud A100 on-demand (profile default)" in text
     assert "rejected onprem:" in text
     assert "which has no node yet" in text

@@ -28,6 +28,7 @@ from hyperion.api.metrics import Instruments
 from hyperion.api.spec import (
     BudgetDoc,
     ClusterDoc,
+    JobDoc,
     PricingDoc,
     QueueDoc,
     SpecError,
@@ -92,7 +93,9 @@ class ControlService:
         return auth.Principal(team)
 
     # ---- jobs ----------------------------------------------------------------------------
-    def submit(self, who: auth.Principal, payload: object) -> dict:
+    @staticmethod
+    def _job_doc(who: auth.Principal, payload: object) -> tuple[JobDoc, str]:
+        """A request body as a job document, and its team."""
         if not isinstance(payload, dict):
             raise Invalid("the request body must be a JSON object describing one job",
                           [{"loc": [], "line": None, "msg": "expected an object"}])
@@ -100,7 +103,10 @@ class ControlService:
             doc = parse_job(payload)
         except SpecError as err:
             raise Invalid(f"invalid job: {len(err.errors)} error(s)", err.to_detail()) from None
-        team = doc.team or who.team or DEFAULT_TEAM  # the admin's jobs without a team go to "default"
+        return doc, doc.team or who.team or DEFAULT_TEAM  # the admin's jobs without a team go to "default"
+
+    def submit(self, who: auth.Principal, payload: object) -> dict:
+        doc, team = self._job_doc(who, payload)
         if not who.may_see(team):
             raise Forbidden(f"your token belongs to team {who.team!r}; it cannot submit jobs for team {team!r}")
         if doc.queue != DEFAULT_QUEUE and doc.queue not in self.state.queues:
@@ -184,14 +190,7 @@ class ControlService:
 
     def plan(self, who: auth.Principal, payload: object) -> dict:
         """Where the federation would send a job now, without submitting it (a dry run)."""
-        if not isinstance(payload, dict):
-            raise Invalid("the request body must be a JSON object describing one job",
-                          [{"loc": [], "line": None, "msg": "expected an object"}])
-        try:
-            doc = parse_job(payload)
-        except SpecError as err:
-            raise Invalid(f"invalid job: {len(err.errors)} error(s)", err.to_detail()) from None
-        team = doc.team or who.team or DEFAULT_TEAM
+        doc, team = self._job_doc(who, payload)
         if not who.may_see(team):
             raise Forbidden(f"your token belongs to team {who.team!r}; it cannot plan jobs for team {team!r}")
         if not self.federation.members:

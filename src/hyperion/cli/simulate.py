@@ -95,14 +95,12 @@ def simulate(trace_spec: str, cluster_file: str | None, federation_files: tuple[
         if value is not None:
             raise CliError(f"{flag} goes with --federation", exit_code=2)
     policy_names = policy_names or "fifo,sjf,las,drf,default"
-    from hyperion.api.spec import HINT, SpecError
-    from hyperion.sim.cluster import ClusterError, load_cluster
+    from hyperion.sim.cluster import load_cluster
     from hyperion.sim.experiment import run
     from hyperion.sim.policies import PolicyError, policies
     from hyperion.sim.progress import Progress
     from hyperion.sim.report import comparison_table, to_json, write_report
     from hyperion.sim.traces import read_trace, window
-    from hyperion.sim.traces.base import TraceError
 
     out_dir = Path(out)
     if not no_report and out_dir.exists() and not out_dir.is_dir():
@@ -111,17 +109,8 @@ def simulate(trace_spec: str, cluster_file: str | None, federation_files: tuple[
         chosen = policies(policy_names)
     except PolicyError as e:
         raise CliError(f"--policy: {e}", exit_code=2) from None
-    try:
-        cluster = load_cluster(cluster_file, data)
-    except SpecError as e:  # the spec's own "file:line: field: message" lines; nothing is submitted here
-        message = str(e).removesuffix(HINT) + "fix the fields above and run again"
-        raise CliError(message, exit_code=2, plain=True) from None
-    except ClusterError as e:
-        raise CliError(str(e), exit_code=2) from None
-    try:
-        trace = read_trace(trace_spec)
-    except TraceError as e:
-        raise CliError(str(e), exit_code=2) from None
+    cluster = _loaded(load_cluster, cluster_file, data)
+    trace = _loaded(read_trace, trace_spec)
     lo, hi = _instant(from_, "--from", trace.start), _instant(to, "--to", trace.start)
     if lo is not None and hi is not None and hi <= lo:
         raise CliError(f"--to ({to}) must come after --from ({from_})", exit_code=2)
@@ -165,6 +154,20 @@ FED_METRICS = ("jobs_finished", "cost_usd", "carbon_kg", "energy_kwh", "jct_mean
                "deadline_misses", "jobs_shifted")
 
 
+def _loaded(load, *args):
+    """``load(*args)``, its bad input as one CLI error (exit 2): a spec's "file:line: field:
+    message" lines as they are, any other reader's ``ValueError`` (trace, cluster, federation,
+    policy) as its message. Nothing is submitted here."""
+    from hyperion.api.spec import HINT, SpecError
+
+    try:
+        return load(*args)
+    except SpecError as e:
+        raise CliError(str(e).removesuffix(HINT) + "fix the fields above and run again", exit_code=2, plain=True) from None
+    except ValueError as e:
+        raise CliError(str(e), exit_code=2) from None
+
+
 def _date(text: str | None, option: str) -> float | None:
     if text is None:
         return None
@@ -178,12 +181,10 @@ def _federation(trace_spec: str, federation_files: list[str], carbon_dir: str | 
                 from_: str | None, to: str | None, trace_from: str | None, slack: float, forecast: str,
                 limit: int | None, seed: int, out: str, no_report: bool, progress: bool | None, output: str) -> None:
     """``simulate --federation``: the federation policies on a trace aligned to the grid data's window."""
-    from hyperion.api.spec import HINT, SpecError
     from hyperion.sim.federation import FederationError, FederationRun, align, fed_policies, load_federation
     from hyperion.sim.progress import Progress
     from hyperion.sim.report import comparison_table, to_json, write_report
     from hyperion.sim.traces import read_trace, window
-    from hyperion.sim.traces.base import TraceError
 
     start = _date(from_, "--from")
     if start is None:
@@ -191,17 +192,9 @@ def _federation(trace_spec: str, federation_files: list[str], carbon_dir: str | 
     end = _date(to, "--to") if to is not None else start + 7 * 86400
     if end <= start:
         raise CliError(f"--to ({to}) must come after --from ({from_})", exit_code=2)
-    try:
-        chosen = fed_policies(policy_names or "cheapest,default,carbon-spatial,carbon-temporal,carbon-oracle")
-        federation = load_federation(federation_files, carbon_dir)
-    except SpecError as e:
-        raise CliError(str(e).removesuffix(HINT) + "fix the fields above and run again", exit_code=2, plain=True) from None
-    except FederationError as e:
-        raise CliError(str(e), exit_code=2) from None
-    try:
-        trace = read_trace(trace_spec)
-    except TraceError as e:
-        raise CliError(str(e), exit_code=2) from None
+    chosen = _loaded(fed_policies, policy_names or "cheapest,default,carbon-spatial,carbon-temporal,carbon-oracle")
+    federation = _loaded(load_federation, federation_files, carbon_dir)
+    trace = _loaded(read_trace, trace_spec)
     skip = _instant(trace_from, "--trace-from", trace.start)
     if skip is not None:
         trace = window(trace, skip, None)

@@ -141,6 +141,17 @@ class LocalCluster:
             time.sleep(0.05)
         raise TimeoutError(f"timed out after {timeout}s waiting for {what}; last seen: {str(last)[:2000]}")
 
+    def cli(self, *args: str) -> str:
+        """Run the ``hyperion`` CLI against this cluster (its data dir, the admin token); its stdout.
+        A non-zero exit fails with the CLI's output."""
+        env = {**os.environ, "HYPERION_HOME": str(self.data_dir)}
+        env.pop("HYPERION_TOKEN", None)
+        env.pop("HYPERION_SERVER", None)
+        p = subprocess.run([sys.executable, "-m", "hyperion.cli.main", *args], capture_output=True, text=True, env=env,
+                           timeout=60)
+        assert p.returncode == 0, p.stdout + p.stderr
+        return p.stdout
+
     def submit(self, doc: dict, token: str | None = None) -> dict:
         client = self.client(token) if token else self.client()
         r = client.post("/v1/jobs", json=doc)
