@@ -2,7 +2,8 @@
 runs each job. Pure and deterministic for a snapshot, like ``core.schedule``.
 
 The decision, in phases:
-1. *order*: jobs by priority (higher first), then submission time, then id.
+1. *order*: jobs by priority (higher first), then earliest deadline first (jobs without one last),
+   then submission time, then id: when capacity is short, the job closest to missing goes first.
 2. *candidates*: for each job, every (cluster, GPU type, market, start delay): clusters by name;
    the job's GPU type, or every type the cluster lists; on demand, and spot when the job tolerates
    interruption; delay 0, and with the ``wait`` option and a deadline, every whole hour up to
@@ -52,7 +53,7 @@ def place(snapshot: FedSnapshot, profile: FedProfile) -> FedPlan:
     ctx = Context(snapshot, {(c.name, t): n for c in clusters for t, n in c.free_gpus.items()},
                   dict(snapshot.team_budget_left))
     decisions = []
-    for job in sorted(snapshot.jobs, key=lambda j: (-j.priority, j.submitted_at, j.id)):
+    for job in sorted(snapshot.jobs, key=_order):
         d = _decide(job, clusters, ctx, profile)
         if d.cluster is not None and d.gpu_type is not None:
             key = (d.cluster, d.gpu_type)
@@ -61,6 +62,11 @@ def place(snapshot: FedSnapshot, profile: FedProfile) -> FedPlan:
                 ctx.budget_left[job.team] -= d.expected_usd
         decisions.append(d)
     return FedPlan(snapshot.now, tuple(decisions))
+
+
+def _order(j: FedJob) -> tuple:
+    """Priority (higher first), then the earliest deadline (none: last), submission, id."""
+    return -j.priority, j.deadline if j.deadline is not None else math.inf, j.submitted_at, j.id
 
 
 def _delays(job: FedJob, now: float, profile: FedProfile) -> list[float]:

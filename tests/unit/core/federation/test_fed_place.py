@@ -162,3 +162,13 @@ def test_a_granted_cost_cap_keeps_the_options_a_job_waited_for() -> None:
     assert kept.cluster == "clean" and kept.cost_cap_usd == 3.75
     # a cap under the profile's own bound changes nothing
     assert place(a_snapshot([clean, cheap], [a_job(estimate_s=HOUR, cost_cap_usd=0.5)]), SPATIAL).decision("j1").cluster == "cheap"
+
+
+def test_when_capacity_is_short_the_earliest_deadline_goes_first() -> None:
+    c = a_cluster(free={"H100": 1})
+    loose = a_job("a-loose", deadline=NOW + 10 * HOUR, submitted_at=NOW - 60)
+    tight = a_job("b-tight", deadline=NOW + 2 * HOUR)
+    none = a_job("c-none", submitted_at=NOW - 120)
+    plan = place(a_snapshot([c], [none, loose, tight]), FED_PROFILES["default"]())
+    assert [d.job_id for d in plan.decisions] == ["b-tight", "a-loose", "c-none"]
+    assert plan.decision("b-tight").cluster == "c1" and plan.decision("a-loose").cluster is None
