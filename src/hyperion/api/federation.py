@@ -1,5 +1,5 @@
 """The live federation: ``kind: Cluster`` members in the store, and the decision of where a
-submitted job goes (``core.federation.place``) on a snapshot built from them. docs/federation-live.md.
+submitted job goes (``core.federation.place``) on a snapshot built from them. docs/federation.md.
 
 Glossary:
 - *member*: a ``kind: Cluster`` document applied by the admin, stored as the record

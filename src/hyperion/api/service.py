@@ -144,7 +144,7 @@ class ControlService:
         if why is not None:
             raise Invalid(f"job rejected: {why}", [{"loc": ["resources"], "line": None, "msg": why}])
 
-    # ---- federation (api.federation; docs/federation-live.md) --------------------------------
+    # ---- federation (api.federation; docs/federation.md) --------------------------------
     def _decide(self, spec, now: float, job: Job | None = None):
         estimate = spec.runtime_estimate_s
         if estimate is None:

@@ -391,7 +391,7 @@ class WeightsDoc(_Strict):
 
 
 class PlacementDoc(_Strict):
-    """A job's knobs for the federation (docs/federation-live.md): score weights, where it may run
+    """A job's knobs for the federation (docs/federation.md): score weights, where it may run
     (regions, providers, the regions or countries its data may be processed in), whether it
     tolerates interruption (so may run on spot) and how often it checkpoints, where its callers are."""
 

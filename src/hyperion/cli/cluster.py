@@ -156,7 +156,7 @@ def clusters(state: CliState, delete: str | None, output: str) -> None:
     items = body.get("items") or []
     if not items:
         click.echo("no federation members: jobs run on this cluster's nodes (apply kind: Cluster documents "
-                   "to federate; docs/federation-live.md)", err=True)
+                   "to federate; docs/federation.md)", err=True)
         return
     click.echo(clusters_table(items))
     click.echo(f"profile: {body.get('profile')}")

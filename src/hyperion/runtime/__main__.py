@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
                         "<data dir>/checkpoints); put it on storage every node mounts to resume on any node")
     p.add_argument("--agent-arg", action="append", default=[], metavar="ARG",
                    help="an extra hyperiond argument for the local agents, e.g. --agent-arg=--standby-workers=4; repeatable")
-    fed = p.add_argument_group("federation (docs/federation-live.md; used once kind: Cluster members exist)")
+    fed = p.add_argument_group("federation (docs/federation.md; used once kind: Cluster members exist)")
     fed.add_argument("--federation-profile", default="default", metavar="NAME",
                      help="cheapest, default, carbon-spatial or carbon-temporal")
     fed.add_argument("--carbon-dir", type=Path, default=None, metavar="DIR",

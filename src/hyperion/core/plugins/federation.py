@@ -1,4 +1,4 @@
-"""Routing and temporal shifting of jobs the federation decided (``Job.routed``; docs/federation-live.md).
+"""Routing and temporal shifting of jobs the federation decided (``Job.routed``; docs/federation.md).
 
 A job the live federation routed to a member (``JobView.cluster``) may run only on nodes labelled
 ``hyperion.io/cluster: <member>``; a node without that label, or with another member's, does not
