@@ -183,7 +183,7 @@ def _detail_value(key: str, value: Any, now: float) -> str:
 def job_detail(job: dict[str, Any], now: float) -> str:
     """The human view of ``hyperion status``: every field, then placements, the reason and the
     spec as submitted."""
-    sections = ("placements", "reason", "spec")
+    sections = ("placements", "reason", "spec", "federation")
     keys = [k for k in JOB_DETAIL_ORDER if k in job and k not in sections]
     keys += sorted(k for k in job if k not in JOB_DETAIL_ORDER and k not in sections)
     width = max((len(k) for k in keys), default=0) + 2
@@ -199,6 +199,8 @@ def job_detail(job: dict[str, Any], now: float) -> str:
         lines.append("Placements: none")
     lines.append("")
     lines.append(f"Reason: {job.get('reason') or '-'}")
+    if job.get("federation"):
+        lines += ["", *federation_lines(job["federation"], now)]
     if job.get("spec"):
         spec = yaml.safe_dump(job["spec"], sort_keys=False, default_flow_style=False).rstrip()
         lines += ["", "Spec:"] + ["  " + line for line in spec.splitlines()]

@@ -22,6 +22,7 @@ from itertools import accumulate
 
 from hyperion.core.cycle import within_queue_order
 from hyperion.core.framework import Profile
+from hyperion.core.plugins.federation import member_of
 from hyperion.model import Hold, JobView, Plan, RunningView, Snapshot, Verdict
 
 
@@ -82,10 +83,14 @@ def explain_many(snapshot: Snapshot, profile: Profile, plan: Plan, job_ids: Iter
     for job_id, i in at.items():
         job = order[i]
         hold = holds.get(job_id)
-        if hold is not None and hold.until is not None:
+        if job.cluster is not None and job.cluster not in gauge.members:
+            start, basis = None, f"unknown: routed to federation member {job.cluster}, which has no node yet"
+        elif hold is not None and hold.until is not None:
             start, basis = max(snapshot.now, hold.until), "reserved: resources are held for this job from then (EASY backfill)"
         else:
             start, basis = gauge.estimate(job, ahead_gpus[job_id])
+        if start is not None and job.start_after is not None and start < job.start_after:
+            start, basis = job.start_after, "when the federation lets it start (it waits for a better hour)"
         out[job_id] = Explanation(job_id, i + 1, len(order), job.queue, queue_position[job_id], in_queue[job.queue],
                                   tuple(order[:i]), plan.verdicts.get(job_id), start, basis)
     return out
@@ -99,6 +104,7 @@ class _Gauge:
         self.snapshot = snapshot
         self.running = sorted(snapshot.running, key=lambda r: (r.expected_end is None, r.expected_end or 0.0, r.id))
         self._kinds: dict[str | None, tuple[int, int, list[RunningView], list[int], int | None]] = {}
+        self.members = {m for n in snapshot.nodes if (m := member_of(n)) is not None}  # federation members with nodes
 
     def _kind(self, gpu_type: str | None) -> tuple[int, int, list[RunningView], list[int], int | None]:
         kind = self._kinds.get(gpu_type)

@@ -69,3 +69,19 @@ def test_an_unrouted_job_is_untouched_by_member_labels() -> None:
     plan = plan_for([member_node("b", "cloud")], routed(None))
     assert [a.job_id for a in plan.assignments] == ["j"]
     assert plan.wake_at is None
+
+
+def test_explain_estimates_the_federations_start_and_knows_a_member_without_nodes() -> None:
+    from hyperion.core import explain
+
+    at = NOW + 6 * HOUR
+    nodes = [member_node("a", None), member_node("c", "onprem")]
+    waiting = routed("onprem", at, "a cleaner hour")
+    snap = a_snapshot(nodes, [waiting], now=NOW)
+    e = explain(snap, PROFILES["default"](), schedule(snap, PROFILES["default"]()), "j")
+    assert e.estimated_start == at and "federation" in e.estimate_basis
+    # routed to a member with no node at all: no estimate, and why (not "2 GPUs free now")
+    away = routed("cloud")
+    snap = a_snapshot(nodes, [away], now=NOW)
+    e = explain(snap, PROFILES["default"](), schedule(snap, PROFILES["default"]()), "j")
+    assert e.estimated_start is None and "member cloud, which has no node yet" in e.estimate_basis
