@@ -96,7 +96,7 @@ def check(team: str, gpus: int, cpus_milli: int, gpu_type: str | None, estimate_
             name = f"budget {b.name!r} of team {team!r}"
             if not whole and limit - spent <= 0:
                 return (f"{name}: {_fmt(unit, spent)} spent of {_fmt(unit, limit)} this {b.period}; "
-                        f"the job waits until the period ends at {_utc(b.epoch + b.period_end)} or the budget is raised")
+                        f"the job waits until the period ends at {utc_text(b.epoch + b.period_end)} or the budget is raised")
             if exp is not None and exp > left + 1e-9:
                 how = (f"{gpus} GPU(s) x {estimate_s / 3600.0:.2f} h" if unit == "gpu_hours" or gpus > 0
                        else f"{cpus_milli / 1000:g} CPU(s) x {estimate_s / 3600.0:.2f} h")
@@ -109,7 +109,7 @@ def check(team: str, gpus: int, cpus_milli: int, gpu_type: str | None, estimate_
                 owing = f", {_fmt(unit, owed)} still expected by running jobs" if owed > 0 else ""
                 return (f"{name}: this job is expected to cost {_fmt(unit, exp)} ({how}) but only {_fmt(unit, max(left, 0.0))} "
                         f"of {_fmt(unit, limit)} is left this {b.period} ({_fmt(unit, spent)} spent{owing}); it waits until "
-                        f"{_utc(b.epoch + b.period_end)} or until the budget is raised")
+                        f"{utc_text(b.epoch + b.period_end)} or until the budget is raised")
     return None
 
 
@@ -135,7 +135,8 @@ def _fmt(unit: str, value: float) -> str:
     return f"${value:,.2f}" if unit == "usd" else f"{value:,.2f} GPU-h"
 
 
-def _utc(t: float) -> str:
+def utc_text(t: float) -> str:
+    """An instant as people read it in messages, without a clock or timezone: ``2025-06-01 14:00 UTC``."""
     y, m, d = _civil(int(t // DAY))
     s = int(t % DAY)
     return f"{y:04d}-{m:02d}-{d:02d} {s // 3600:02d}:{s % 3600 // 60:02d} UTC"

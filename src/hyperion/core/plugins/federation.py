@@ -13,8 +13,7 @@ Jobs without a member pass untouched, so a cluster without federation members sc
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
+from hyperion.core.budget import utc_text
 from hyperion.core.framework import plugin
 from hyperion.model import JobView, NodeView, Snapshot
 
@@ -24,11 +23,6 @@ CLUSTER_LABEL = "hyperion.io/cluster"
 def member_of(node: NodeView) -> str | None:
     """The federation member a node belongs to (its ``hyperion.io/cluster`` label), or None."""
     return next((v for k, v in node.labels if k == CLUSTER_LABEL), None)
-
-
-def clock(t: float) -> str:
-    """An instant as people read it in messages: ``2025-06-01 14:00 UTC``."""
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 @plugin("federation")
@@ -52,7 +46,7 @@ class Federation:
         if job.start_after is not None and now < job.start_after:
             self._waking.append(job.start_after)
             why = f" for {job.waits_for}" if job.waits_for else ""
-            return f"federation: waits until {clock(job.start_after)}{why}"
+            return f"federation: waits until {utc_text(job.start_after)}{why}"
         if job.cluster is not None and job.cluster not in self._members:
             return (f"federation: routed to member {job.cluster}, which has no node yet: capacity comes from its "
                     f"node pool (issue 8); an agent joins it with --label {CLUSTER_LABEL}={job.cluster}")
