@@ -48,13 +48,14 @@ from pydantic import (
 )
 
 from hyperion.model import Framework, JobSpec, Priority, Resources
+from hyperion.model.autoscale import NodePoolSpec
 from hyperion.model.cost import BudgetSpec, Rates
 from hyperion.model.federation import WEIGHT_NAMES, ClusterView, FedPrefs
 from hyperion.model.quantity import size_in_bytes
 from hyperion.model.queue import QueueSpec, gpu_key
 
 __all__ = [
-    "API_VERSION", "KINDS", "BudgetDoc", "ClusterDoc", "IdlePolicyDoc", "PricingDoc",
+    "API_VERSION", "KINDS", "BudgetDoc", "ClusterDoc", "NodePoolDoc", "IdlePolicyDoc", "PricingDoc",
     "Count", "CpuAmount", "DataDoc", "PlacementDoc", "WeightsDoc", "Document", "DocumentModel", "FieldError", "JobDoc",
     "Name", "PositiveSeconds", "Seconds", "Size", "StrictModel", "Text", "QueueDoc", "QuotaDoc", "ResourcesDoc",
     "SpecError", "TeamDoc", "join_path", "load_documents", "parse_bytes", "parse_duration", "parse_job",
@@ -699,6 +700,39 @@ class ClusterDoc(_Document):
         )
 
 
+@_kind
+class NodePoolDoc(_Document):
+    """A set of machines a provider launches on demand (Karpenter's NodePool): which instance or
+    GPU types, which capacity types in order of preference, how many nodes at least and at most,
+    and how long a node may stay idle before it is released (``min_nodes: 0`` scales to zero)."""
+
+    kind: Literal["NodePool"] = "NodePool"
+    name: Name
+    provider: Literal["local", "aws"]
+    instance_types: list[Text] = []
+    gpu_types: list[Text] = []
+    capacity_types: list[Literal["spot", "on-demand"]] = ["spot", "on-demand"]
+    min_nodes: Count = 0
+    max_nodes: Count = 10
+    idle_timeout: Seconds = 600.0
+    boot_time: Seconds = 120.0
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> NodePoolDoc:
+        problems = []
+        if self.min_nodes > self.max_nodes:
+            problems.append((("min_nodes",), f"must be at most max_nodes ({self.max_nodes}); got {self.min_nodes}"))
+        if not self.capacity_types or len(set(self.capacity_types)) != len(self.capacity_types):
+            problems.append((("capacity_types",), "list spot and/or on-demand, each once, in order of preference"))
+        if problems:
+            raise _Problems(problems)
+        return self
+
+    def to_spec(self) -> NodePoolSpec:
+        return NodePoolSpec(self.name, self.provider, tuple(self.instance_types), tuple(self.gpu_types),
+                            tuple(self.capacity_types), self.min_nodes, self.max_nodes, self.idle_timeout, self.boot_time)
+
+
 def _amount(key: str, v: int) -> str:
     """An amount of a resource key as a document would write it: ``8``, ``500m`` (CPUs), ``16Gi``."""
     if key == "cpus":
@@ -708,7 +742,7 @@ def _amount(key: str, v: int) -> str:
     return str(v)
 
 
-Document = JobDoc | TeamDoc | QueueDoc | BudgetDoc | PricingDoc | ClusterDoc  # for annotations; KINDS is the registry
+Document = JobDoc | TeamDoc | QueueDoc | BudgetDoc | PricingDoc | ClusterDoc | NodePoolDoc  # for annotations; KINDS is the registry
 # the base of documents of other registries (``load_documents(kinds=...)``, e.g. the simulator's
 # ``kind: Cluster``) and of their nested mappings
 DocumentModel = _Document

@@ -17,6 +17,7 @@ from hyperion.api.spec import (
     ClusterDoc,
     FieldError,
     JobDoc,
+    NodePoolDoc,
     PricingDoc,
     QueueDoc,
     SpecError,
@@ -130,7 +131,7 @@ def test_a_dumped_document_validates_to_the_same_document() -> None:
 
 def test_kinds_are_a_registry_of_document_classes() -> None:
     assert KINDS == {"Job": JobDoc, "Team": TeamDoc, "Queue": QueueDoc, "Budget": BudgetDoc, "Pricing": PricingDoc,
-                     "Cluster": ClusterDoc}
+                     "Cluster": ClusterDoc, "NodePool": NodePoolDoc}
     assert all(cls.model_fields["kind"].default == kind for kind, cls in KINDS.items())
     assert all(cls.model_json_schema()["additionalProperties"] is False for cls in KINDS.values())
 

@@ -1,0 +1,250 @@
+"""The autoscaler's decision: ``reconcile(ScaleSnapshot) -> ScalePlan``, which machines to launch,
+release or drain so pending jobs get capacity just in time and idle capacity goes away. Pure and
+deterministic for a snapshot, like ``core.schedule`` and ``core.federation.place``; the live loop
+and the simulator both call it.
+
+The decision, in phases:
+1. *capacity on hand*: every live instance that is not draining and has no interruption notice
+   is a bin of free GPUs: a ready one its GPUs minus those its tasks hold, one still requested,
+   launching or booting all of its GPUs (it is coming; launching more for the same job would
+   over-buy).
+2. *demand*: pending jobs by priority (higher first), earliest deadline, submission, id. Each job
+   is a gang: all its replicas, each on one machine, or nothing. Its replicas go first into bins on
+   hand (first fit, in a stable order), then into machines launched for it: per replica, the
+   cheapest eligible offer that holds it, where *eligible* means the job's pool (if pinned), the
+   pool's instance and GPU types, a capacity type the pool allows, and spot only for a job that
+   tolerates interruption and whose deadline a spot run still meets (below). Offers rank by the
+   pool's capacity-type preference, then by what the machines the job needs cost per hour (spot
+   inflated by its expected rework), then by name. Machines launched for one job are shared by later jobs of the same call. A pool never
+   exceeds ``max_nodes`` (live instances plus launches); a job that cannot be placed whole is
+   reported in ``waiting`` with the reason, and launches nothing.
+3. *deadline-aware markets* ("Can't Be Late", NSDI'24: keep enough slack to finish on demand): a
+   spot offer is eligible only if ``now + boot + expected spot run <= deadline``, the expected run
+   inflated by interruptions as in ``core.federation.estimate.expected_run_s`` (restart from the
+   last checkpoint), with ``spot_margin`` (25 %) on top; otherwise the job gets on-demand capacity.
+4. *floor*: each pool is brought up to ``min_nodes`` with its most preferred, cheapest offer.
+5. *release*: a ready instance idle for its pool's ``idle_timeout_s`` that no job was placed on
+   in this call is terminated, while the pool stays at or above ``min_nodes`` (scale to zero with
+   ``min_nodes: 0``); a failed instance is terminated (clean up); a ready instance with an
+   interruption notice is drained (cordoned: its jobs checkpoint and are requeued, and its GPUs
+   are not counted in phase 1, so their replacement is launched in phase 2 of the same call).
+
+Request ids are ``<pool>-<now>-<n>`` (``now`` in whole milliseconds): the same snapshot gives
+the same ids, so a driver that applies a plan twice launches once (providers are idempotent by
+request id).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from hyperion.core.federation.estimate import expected_run_s
+from hyperion.model.autoscale import (
+    Demand,
+    Drain,
+    Instance,
+    InstanceOffer,
+    InstanceState,
+    Launch,
+    NodePoolSpec,
+    ScalePlan,
+    ScaleSnapshot,
+    Terminate,
+)
+
+SPOT_MARGIN = 0.25  # spot is chosen only when its expected run, plus this share, still meets the deadline
+DEFAULT_INTERRUPTIONS_PER_H = 0.05  # where an offer does not say
+
+
+@dataclass(slots=True)
+class _Bin:
+    key: str  # an instance id, or "<request id>#<n>" for one launched in this call
+    pool: str
+    gpu_type: str | None
+    spot: bool
+    free: int
+
+
+def reconcile(snap: ScaleSnapshot) -> ScalePlan:
+    pools = {p.name: p for p in snap.pools}
+    live = [i for i in snap.instances if i.state.live and i.pool in pools]
+    count = {name: sum(1 for i in live if i.pool == name) for name in pools}
+    bins = [_Bin(i.id, i.pool, i.gpu_type, i.spot, _free(i, snap)) for i in sorted(live, key=_instance_order)
+            if i.state is not InstanceState.DRAINING and i.notice_at is None]
+    launches: list[Launch] = []
+    waiting: dict[str, str] = {}
+    placed: dict[str, tuple[str, ...]] = {}
+    serial = 0
+    for job in sorted(snap.demand, key=_demand_order):
+        fit, new, why = _place(job, bins, snap, pools, count, serial)
+        if why is not None:
+            waiting[job.job_id] = why
+            continue
+        serial += len(new)
+        for launch in new:
+            count[launch.pool] += launch.count
+            bins += [_Bin(f"{launch.request_id}#{k}", launch.pool, launch.gpu_type, launch.spot, launch.gpus)
+                     for k in range(launch.count)]
+        _take(bins, fit, job.gpus_per_replica)
+        launches += new
+        placed[job.job_id] = tuple(key for key, _ in fit)
+    for name, pool in sorted(pools.items()):  # the floor
+        short = pool.min_nodes - count[name]
+        offer = next(iter(_ranked(_offers(snap, pool, None, 0, spot_ok=True), pool, None, 0)), None)
+        if short > 0 and offer is not None:
+            launches.append(_launch(offer, short, _request_id(name, snap.now, serial), (), f"pool {name} keeps at least "
+                                    f"{pool.min_nodes} node(s)"))
+            serial += 1
+            count[name] += short
+    used = {key for keys in placed.values() for key in keys}
+    terminations, drains = _release(snap, pools, count, used)
+    return ScalePlan(snap.now, tuple(launches), tuple(terminations), tuple(drains), waiting, placed)
+
+
+def _free(i: Instance, snap: ScaleSnapshot) -> int:
+    if i.state is InstanceState.READY:
+        return max(0, i.gpus - snap.used_gpus.get(i.id, 0))
+    return i.gpus
+
+
+def _instance_order(i: Instance) -> tuple:
+    return i.pool, i.created_at, i.id
+
+
+def _demand_order(d: Demand) -> tuple:
+    return -d.priority, d.deadline if d.deadline is not None else math.inf, d.submitted_at, d.job_id
+
+
+def _compatible(b: _Bin, job: Demand) -> bool:
+    return ((job.pool is None or b.pool == job.pool) and (job.gpu_type is None or b.gpu_type == job.gpu_type)
+            and (job.spot_ok or not b.spot))
+
+
+def _fits(bins: Iterable[_Bin], job: Demand) -> list[tuple[str, int]]:
+    """(bin key, replicas) for as many of the job's replicas as fit in ``bins``, first fit."""
+    out: list[tuple[str, int]] = []
+    left = job.replicas
+    for b in bins:
+        if left == 0:
+            break
+        if not _compatible(b, job):
+            continue
+        n = min(left, b.free // job.gpus_per_replica) if job.gpus_per_replica else left
+        if n > 0:
+            out.append((b.key, n))
+            left -= n
+    return out
+
+
+def _take(bins: list[_Bin], fit: list[tuple[str, int]], gpus_per_replica: int) -> None:
+    by_key = {b.key: b for b in bins}
+    for key, replicas in fit:
+        by_key[key].free -= replicas * gpus_per_replica
+
+
+def _place(job: Demand, bins: list[_Bin], snap: ScaleSnapshot, pools: dict[str, NodePoolSpec], count: dict[str, int],
+           serial: int) -> tuple[list[tuple[str, int]], list[Launch], str | None]:
+    """Where the job's replicas go (existing bins and machines to launch), or why they cannot."""
+    fit = _fits(bins, job)
+    left = job.replicas - sum(n for _, n in fit)
+    if left == 0:
+        return fit, [], None
+    spot_ok = _spot_in_time(job, snap, pools)
+    reasons: list[str] = []
+    for pool in sorted(pools.values(), key=lambda p: p.name):
+        if job.pool is not None and pool.name != job.pool:
+            continue
+        if job.gpu_type is not None and pool.gpu_types and job.gpu_type not in pool.gpu_types:
+            reasons.append(f"pool {pool.name}: no {job.gpu_type}")
+            continue
+        ranked = _ranked(_offers(snap, pool, job.gpu_type, job.gpus_per_replica, spot_ok), pool, job, left)
+        if not ranked:
+            reasons.append(f"pool {pool.name}: no offer holds a replica of {job.gpus_per_replica} GPU(s)"
+                           + ("" if job.gpu_type is None else f" {job.gpu_type}")
+                           + ("" if spot_ok or not job.spot_ok else " on demand (spot would miss the deadline)"))
+            continue
+        offer = ranked[0]
+        per = offer.gpus // job.gpus_per_replica if job.gpus_per_replica else left
+        need = math.ceil(left / per)
+        room = pool.max_nodes - count[pool.name]
+        if need > room:
+            reasons.append(f"pool {pool.name}: needs {need} more {offer.instance_type} node(s), "
+                           f"{room} left under max_nodes {pool.max_nodes}")
+            continue
+        launch = _launch(offer, need, _request_id(pool.name, snap.now, serial), (job.job_id,),
+                         f"job {job.job_id}: {left} replica(s) of {job.gpus_per_replica} GPU(s) have no free node")
+        keys = [(f"{launch.request_id}#{k}", min(per, left - k * per)) for k in range(need)]
+        return fit + keys, [launch], None
+    if not reasons:
+        reasons.append("no node pool may hold it" + ("" if job.pool is None else f" (it is pinned to {job.pool!r})"))
+    return [], [], "; ".join(reasons)
+
+
+def _spot_in_time(job: Demand, snap: ScaleSnapshot, pools: dict[str, NodePoolSpec]) -> bool:
+    if not job.spot_ok:
+        return False
+    if job.deadline is None or job.runtime_estimate_s is None:
+        return True
+    boot = max((p.boot_s for p in pools.values()), default=0.0)
+    rates = [o.interruptions_per_h for o in snap.offers if o.spot and o.interruptions_per_h is not None]
+    rate = max(rates, default=DEFAULT_INTERRUPTIONS_PER_H)
+    run = expected_run_s(job.runtime_estimate_s, rate, job.checkpoint_interval_s)
+    return snap.now + boot + run * (1 + SPOT_MARGIN) <= job.deadline
+
+
+def _offers(snap: ScaleSnapshot, pool: NodePoolSpec, gpu_type: str | None, gpus: int, spot_ok: bool) -> list[InstanceOffer]:
+    return [o for o in snap.offers
+            if o.pool == pool.name and o.gpus >= gpus
+            and (not pool.instance_types or o.instance_type in pool.instance_types)
+            and (not pool.gpu_types or o.gpu_type in pool.gpu_types)
+            and (gpu_type is None or o.gpu_type == gpu_type)
+            and o.capacity_type in pool.capacity_types and (spot_ok or not o.spot)]
+
+
+def _ranked(offers: list[InstanceOffer], pool: NodePoolSpec, job: Demand | None, replicas: int) -> list[InstanceOffer]:
+    """By the pool's capacity-type preference, then what the machines for ``replicas`` of the job
+    cost per hour (spot inflated by its expected rework), then instance type and zone. Without a
+    job (the floor): the cheapest machine."""
+    def cost(o: InstanceOffer) -> float:
+        if job is None:
+            return o.usd_per_h
+        per = o.gpus // job.gpus_per_replica if job.gpus_per_replica else replicas
+        run = 1.0
+        if o.spot and job.runtime_estimate_s:
+            rate = DEFAULT_INTERRUPTIONS_PER_H if o.interruptions_per_h is None else o.interruptions_per_h
+            run = expected_run_s(job.runtime_estimate_s, rate, job.checkpoint_interval_s) / job.runtime_estimate_s
+        return math.ceil(replicas / per) * o.usd_per_h * run
+
+    return sorted(offers, key=lambda o: (pool.capacity_types.index(o.capacity_type), cost(o), o.instance_type, o.zone))
+
+
+def _launch(offer: InstanceOffer, count: int, request_id: str, jobs: tuple[str, ...], reason: str) -> Launch:
+    return Launch(request_id, offer.pool, offer.instance_type, count, offer.gpus, offer.usd_per_h, offer.gpu_type,
+                  offer.spot, offer.zone, jobs, reason)
+
+
+def _request_id(pool: str, now: float, serial: int) -> str:
+    return f"{pool}-{int(round(now * 1000))}-{serial}"
+
+
+def _release(snap: ScaleSnapshot, pools: dict[str, NodePoolSpec], count: dict[str, int],
+             used: set[str]) -> tuple[list[Terminate], list[Drain]]:
+    terminations: list[Terminate] = []
+    drains: list[Drain] = []
+    for i in sorted(snap.instances, key=_instance_order):
+        if i.pool not in pools:
+            continue
+        pool = pools[i.pool]
+        if i.state is InstanceState.FAILED:
+            terminations.append(Terminate(i.id, i.pool, f"failed: {i.reason or 'the provider reported it'}; cleaning up"))
+        elif i.state is InstanceState.READY and i.notice_at is not None:
+            drains.append(Drain(i.id, i.pool, "spot interruption notice: cordon, checkpoint and requeue its jobs"))
+        elif (i.state is InstanceState.READY and i.idle_since is not None and i.id not in used
+              and snap.now - i.idle_since >= pool.idle_timeout_s and count[i.pool] > pool.min_nodes
+              and snap.used_gpus.get(i.id, 0) == 0):
+            terminations.append(Terminate(i.id, i.pool, f"idle for {snap.now - i.idle_since:.0f} s "
+                                                        f"(idle timeout {pool.idle_timeout_s:.0f} s)"))
+            count[i.pool] -= 1
+    return terminations, drains
