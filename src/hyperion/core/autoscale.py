@@ -19,9 +19,10 @@ The decision, in phases:
    exceeds ``max_nodes`` (live instances plus launches); a job that cannot be placed whole is
    reported in ``waiting`` with the reason, and launches nothing.
 3. *deadline-aware markets* ("Can't Be Late", NSDI'24: keep enough slack to finish on demand): a
-   spot offer is eligible only if ``now + boot + expected spot run <= deadline``, the expected run
-   inflated by interruptions as in ``core.federation.estimate.expected_run_s`` (restart from the
-   last checkpoint), with ``spot_margin`` (25 %) on top; otherwise the job gets on-demand capacity.
+   spot offer is eligible only if ``spot_meets_deadline``: the expected spot run (interruptions
+   and restarts from the last checkpoint, as in ``core.federation.estimate.expected_run_s``, plus
+   ``SPOT_MARGIN``) meets the deadline, and so would an on-demand finish after one interruption;
+   otherwise the job gets on-demand capacity.
 4. *floor*: each pool is brought up to ``min_nodes`` with its most preferred, cheapest offer.
 5. *release*: a ready instance idle for its pool's ``idle_timeout_s`` that no job was placed on
    in this call is terminated, while the pool stays at or above ``min_nodes`` (scale to zero with
@@ -54,7 +55,7 @@ from hyperion.model.autoscale import (
     Terminate,
 )
 
-SPOT_MARGIN = 0.25  # spot is chosen only when its expected run, plus this share, still meets the deadline
+SPOT_MARGIN = 0.0  # extra share on the expected spot run (the on-demand fallback check is the guarantee)
 DEFAULT_INTERRUPTIONS_PER_H = 0.05  # where an offer does not say
 
 
@@ -183,15 +184,30 @@ def _place(job: Demand, bins: list[_Bin], snap: ScaleSnapshot, pools: dict[str, 
 
 
 def _spot_in_time(job: Demand, snap: ScaleSnapshot, pools: dict[str, NodePoolSpec]) -> bool:
+    boot = max((p.boot_s for p in pools.values()), default=0.0)
+    rates = [o.interruptions_per_h for o in snap.offers if o.spot and o.interruptions_per_h is not None]
+    return spot_meets_deadline(job, snap.now, boot, max(rates, default=DEFAULT_INTERRUPTIONS_PER_H))
+
+
+def spot_meets_deadline(job: Demand, now: float, boot_s: float, interruptions_per_h: float) -> bool:
+    """Whether a spot run started ``now`` is expected to meet the job's deadline, and could still
+    meet it on demand after one interruption (the safety of "Can't Be Late", NSDI'24):
+    - ``now + boot + expected spot run x (1 + SPOT_MARGIN) <= deadline``, the run inflated by
+      interruptions with restarts from the last checkpoint;
+    - ``now + 2 x boot + checkpoint interval + estimate <= deadline``: an interruption at any
+      moment loses at most one checkpoint interval of progress, and a machine on demand then
+      finishes the rest (spot progress runs at the clock's pace, so this holds all run long).
+    A driver that decides again after each interruption keeps the job on a path that ends in time.
+    A job that does not tolerate interruption: never; one without a deadline or estimate: always."""
     if not job.spot_ok:
         return False
     if job.deadline is None or job.runtime_estimate_s is None:
         return True
-    boot = max((p.boot_s for p in pools.values()), default=0.0)
-    rates = [o.interruptions_per_h for o in snap.offers if o.spot and o.interruptions_per_h is not None]
-    rate = max(rates, default=DEFAULT_INTERRUPTIONS_PER_H)
-    run = expected_run_s(job.runtime_estimate_s, rate, job.checkpoint_interval_s)
-    return snap.now + boot + run * (1 + SPOT_MARGIN) <= job.deadline
+    estimate = job.runtime_estimate_s
+    run = expected_run_s(estimate, interruptions_per_h, job.checkpoint_interval_s)
+    lose = estimate if job.checkpoint_interval_s is None else min(job.checkpoint_interval_s, estimate)
+    return (now + boot_s + run * (1 + SPOT_MARGIN) <= job.deadline
+            and now + 2 * boot_s + lose + estimate <= job.deadline)
 
 
 def _offers(snap: ScaleSnapshot, pool: NodePoolSpec, gpu_type: str | None, gpus: int, spot_ok: bool) -> list[InstanceOffer]:
