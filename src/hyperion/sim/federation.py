@@ -40,6 +40,7 @@ from hyperion.core.federation import FED_PROFILES, FedProfile, place
 from hyperion.core.federation.forecast import same_hour_yesterday, weekly_profile
 from hyperion.model.federation import ClusterView, FedJob, FedSnapshot
 from hyperion.providers.grid import HourlySeries, SeriesError, constant, read_series
+from hyperion.sim.metrics import percentile
 from hyperion.sim.result import PolicyResult
 from hyperion.sim.traces.base import Trace
 
@@ -331,19 +332,14 @@ class FederationRun:
     def _result(self, tally: dict[str, _Tally], jct: list[float], waits: list[float], misses: int, delays: int,
                 skipped: int, pending: dict[str, _Job], queue_series, util_series, wall: float,
                 steps: int) -> PolicyResult:
-        def pct(values: list[float], q: float) -> float:
-            if not values:
-                return math.nan
-            s = sorted(values)
-            return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
-
         def mean(values: list[float]) -> float:
             return math.fsum(values) / len(values) if values else math.nan
 
+        ordered_jct, ordered_waits = sorted(jct), sorted(waits)
         metrics = {
             "jobs_finished": float(len(jct)),
-            "jct_mean_s": mean(jct), "jct_p50_s": pct(jct, 0.5), "jct_p99_s": pct(jct, 0.99),
-            "queue_delay_mean_s": mean(waits), "queue_delay_p99_s": pct(waits, 0.99),
+            "jct_mean_s": mean(jct), "jct_p50_s": percentile(ordered_jct, 0.5), "jct_p99_s": percentile(ordered_jct, 0.99),
+            "queue_delay_mean_s": mean(waits), "queue_delay_p99_s": percentile(ordered_waits, 0.99),
             "deadline_misses": float(misses), "jobs_shifted": float(delays),
             "cost_usd": math.fsum(t.usd for t in tally.values()),
             "energy_kwh": math.fsum(t.kwh for t in tally.values()),

@@ -45,6 +45,7 @@ from pathlib import Path
 
 from hyperion.core.autoscale import reconcile, spot_meets_deadline
 from hyperion.model.autoscale import Demand, InstanceOffer, NodePoolSpec, ScaleSnapshot
+from hyperion.sim.metrics import percentile
 from hyperion.sim.result import PolicyResult
 from hyperion.sim.traces.base import Trace
 from hyperion.sim.traces.skypilot_spot import SpotSeries
@@ -208,7 +209,7 @@ def run_study(trace: Trace, market: Market, policy: str, slack: float = 1.0, see
     metrics = {
         "jobs_finished": float(n), "cost_usd": usd, "deadline_misses": float(misses),
         "deadline_miss_rate": misses / n if n else math.nan, "gpu_hours_lost": lost / 3600,
-        "interruptions": float(interruptions), "jct_mean_s": _mean(jct), "jct_p99_s": _pct(jct, 0.99),
+        "interruptions": float(interruptions), "jct_mean_s": _mean(jct), "jct_p99_s": percentile(sorted(jct), 0.99),
         "spot_share": spot_s / (spot_s + od_s) if spot_s + od_s else math.nan, "jobs_unplaceable": float(skipped),
     }
     return PolicyResult(policy, metrics, tuple(jct), wall_s=time.perf_counter() - t0, events=n)
@@ -266,10 +267,3 @@ def load_market(series: Sequence[str | Path], spot_prices: dict[str, float], on_
 
 def _mean(values: Sequence[float]) -> float:
     return math.fsum(values) / len(values) if values else math.nan
-
-
-def _pct(values: Sequence[float], q: float) -> float:
-    if not values:
-        return math.nan
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]

@@ -172,7 +172,7 @@ def test_a_job_that_waits_for_capacity_past_its_deadline_is_a_miss_and_still_run
     fed = federation(tmp_path, member("a", 1.0, gpus=4, extra="carbon_intensity: 100\n"))
     r = run(trace((0, 10 * H, 4), (60, H, 4)), fed, "default")  # the second waits 10 h for the first
     assert r.metrics["jobs_finished"] == 2 and r.metrics["deadline_misses"] == 1
-    assert r.metrics["jct_p99_s"] == pytest.approx(10 * H - 60 + H)
+    assert max(r.jct_s) == pytest.approx(10 * H - 60 + H) and 10 * H < r.metrics["jct_p99_s"] <= max(r.jct_s)
 
 
 def test_jobs_wider_than_every_member_are_counted_not_replayed(tmp_path: Path) -> None:
