@@ -6,6 +6,8 @@ what to say. Everything ``up`` prints is safe to paste: the admin token's *path*
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,8 @@ from hyperion.cli.daemon import (
     wait_healthy,
     wait_nodes_ready,
 )
+
+CLUSTER_ID_FILE = "cluster-id"  # in the data dir: the id this installation tags its cloud resources with
 
 
 def _default(name: str) -> str:
@@ -123,10 +127,22 @@ def summary(info: dict[str, Any], data_dir: Path, ready: list[dict[str, Any]],
 
 @click.command()
 @click.option("--keep-agents", is_flag=True, help="Stop only the control plane; agents keep running.")
+@click.option("--purge-cloud", is_flag=True,
+              help="Also remove everything this installation created in AWS (instances, fleets and launch "
+                   "templates tagged with its cluster id) and list what was removed.")
+@click.option("--aws-region", "aws_regions", multiple=True, metavar="REGION",
+              help="Region to purge; repeatable. [default: $HYPERION_AWS_REGIONS (comma-separated), "
+                   "else $AWS_REGION or $AWS_DEFAULT_REGION]")
+@click.option("--aws-endpoint-url", metavar="URL", help="EC2 endpoint to use instead of AWS's (tests: a moto server).")
+@click.option("--cluster-id", help=f"Cluster id the cloud resources are tagged with. [default: $HYPERION_CLUSTER_ID, "
+                                   f"else the file {CLUSTER_ID_FILE} in the data dir]")
 @click.pass_obj
-def down(state: CliState, keep_agents: bool) -> None:
+def down(state: CliState, keep_agents: bool, purge_cloud: bool, aws_regions: tuple[str, ...],
+         aws_endpoint_url: str | None, cluster_id: str | None) -> None:
     """Stop the control plane and local agents of the data dir; state stays on disk."""
     data_dir = state.data_dir.resolve()
+    if purge_cloud:  # before stopping anything: a bad option or missing boto3 changes nothing
+        purge_plan = _purge_plan(data_dir, state.env, aws_regions, cluster_id)
     info = read_controlplane(data_dir) or {}
     pid = info.get("pid")
     stopped = False
@@ -137,6 +153,8 @@ def down(state: CliState, keep_agents: bool) -> None:
         click.echo(f"stopped control plane (pid {pid}){how}")
     else:
         click.echo(f"no control plane running for {data_dir}")
+    if purge_cloud:  # once the control plane stopped: its autoscaler cannot launch again meanwhile
+        _purge_cloud(*purge_plan, aws_endpoint_url)
     if keep_agents:
         click.echo("local agents left running (--keep-agents)")
         return
@@ -153,6 +171,56 @@ def down(state: CliState, keep_agents: bool) -> None:
         click.echo("no local agents running")
     if stopped or ids:
         click.echo(f"state kept in {data_dir}", err=True)
+
+
+def _purge_plan(data_dir: Path, env: Mapping[str, str], regions: Sequence[str],
+                cluster_id: str | None) -> tuple[str, list[str]]:
+    """(cluster id, regions) for ``--purge-cloud``; a CliError saying what is missing."""
+    if not cluster_id:
+        cluster_id = env.get("HYPERION_CLUSTER_ID", "").strip()
+    if not cluster_id:
+        try:
+            cluster_id = (data_dir / CLUSTER_ID_FILE).read_text().strip()
+        except OSError:
+            cluster_id = ""
+    if not cluster_id:
+        raise CliError(f"--purge-cloud: no cluster id: pass --cluster-id, set HYPERION_CLUSTER_ID, or keep "
+                       f"{data_dir / CLUSTER_ID_FILE}", exit_code=2)
+    chosen = [r for r in regions if r] or [r.strip() for r in env.get("HYPERION_AWS_REGIONS", "").split(",") if r.strip()]
+    if not chosen and (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")):
+        chosen = [env.get("AWS_REGION") or env["AWS_DEFAULT_REGION"]]
+    if not chosen:
+        raise CliError("--purge-cloud: no AWS region: pass --aws-region, or set HYPERION_AWS_REGIONS or AWS_REGION",
+                       exit_code=2)
+    try:
+        import boto3
+    except ImportError:
+        raise CliError("--purge-cloud needs boto3: pip install 'hyperion[aws]'") from None
+    if boto3.session.Session().get_credentials() is None:
+        raise CliError("--purge-cloud: no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
+                       "AWS_SECRET_ACCESS_KEY, or run where an instance role applies")
+    return cluster_id, chosen
+
+
+def _purge_cloud(cluster_id: str, regions: list[str], endpoint_url: str | None) -> None:
+    from hyperion.providers.aws import AwsProvider, purge
+
+    failures = []
+    for region in regions:
+        provider = AwsProvider(region, cluster_id, endpoint_url=endpoint_url)
+        removed = asyncio.run(purge(provider))
+        failures += [f"{region}: {e.message}" for e in provider.drain_errors()]
+        if not removed:
+            click.echo(f"nothing of cluster {cluster_id} in AWS {region}")
+            continue
+        click.echo(f"removed from AWS {region} (cluster {cluster_id}):")
+        for item in removed:
+            more = f" {item['node_type']} (was {item['state']})" if item["kind"] == "instance" else ""
+            more += f" {item['name']}" if item.get("name") else ""
+            click.echo(f"  {item['kind']:<16} {item['id']}{more}")
+    if failures:
+        raise CliError("--purge-cloud could not remove everything; run it again, or remove these by hand:\n  "
+                       + "\n  ".join(failures))
 
 
 COMMANDS = (up, down)

@@ -1,0 +1,74 @@
+"""The aws NodeProvider against the contract suite, on a moto server started on loopback.
+
+The server (``python -m moto.server``) runs for the module; each test gets its own cluster id, so a
+test sees only the instances it launched. Credentials are dummies in the environment; the AMI is
+one moto ships. Skipped when boto3 or moto[server] is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+pytest.register_assert_rewrite("hyperion.testing.provider_contract")
+pytest.importorskip("boto3")
+pytest.importorskip("flask")  # moto[server]
+
+from hyperion.providers.aws import AwsProvider  # noqa: E402
+from hyperion.testing.moto import moto_server  # noqa: E402
+from hyperion.testing.provider_contract import ProviderContract, run, terminate_everything  # noqa: E402
+
+pytestmark = pytest.mark.integration
+REGION = "us-east-1"
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint(tmp_path_factory):
+    """A moto server on loopback, with dummy credentials in the environment; its URL."""
+    with moto_server(tmp_path_factory.mktemp("moto")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def moto_ami(moto_endpoint) -> str:
+    import boto3
+
+    images = boto3.client("ec2", region_name=REGION, endpoint_url=moto_endpoint).describe_images(Owners=["amazon"])["Images"]
+    assert images, "moto ships AMIs; none found"
+    return images[0]["ImageId"]
+
+
+def aws_provider(endpoint: str, ami: str, **options) -> AwsProvider:
+    options = {"instance_types": ("g5.xlarge",), **options}
+    return AwsProvider(REGION, f"test-{uuid.uuid4().hex[:10]}", "10.0.0.1:7070", lambda: "bootstrap-" + uuid.uuid4().hex,
+                       ami=ami, endpoint_url=endpoint, **options)
+
+
+class TestAwsProvider(ProviderContract):
+    @pytest.fixture
+    def provider(self, moto_endpoint, moto_ami):
+        provider = aws_provider(moto_endpoint, moto_ami)
+        yield provider
+        terminate_everything(provider)
+
+
+class TestAwsProviderSpot(ProviderContract):
+    """The same contract for the spot market (the first offer is spot)."""
+
+    @pytest.fixture
+    def provider(self, moto_endpoint, moto_ami):
+        provider = aws_provider(moto_endpoint, moto_ami, capacity_types=("spot",))
+        assert provider.offers()[0]["node_type"] == "g5.xlarge:spot"
+        yield provider
+        terminate_everything(provider)
+
+
+def test_contract_runs_without_errors(moto_endpoint, moto_ami):
+    """The contract suite does not check drain_errors after good calls; this does."""
+    provider = aws_provider(moto_endpoint, moto_ami)
+    nodes = run(provider.launch("g5.xlarge", 2, "req-clean"))
+    run(provider.terminate([n.id for n in nodes], "stop-clean"))
+    assert provider.drain_errors() == []
+    assert os.environ["AWS_ACCESS_KEY_ID"] == "testing"  # never a real account
