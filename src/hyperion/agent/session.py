@@ -113,6 +113,8 @@ class Session:
         while True:
             if await self._session():
                 delay = BACKOFF_MIN_S
+            if self._closing:  # shutting down (``drain``): the stream ended as asked; no new one
+                return
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX_S)
 

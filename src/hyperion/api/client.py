@@ -163,6 +163,13 @@ class Client:
     def delete_cluster(self, name: str) -> dict[str, Any]:
         return self._request("DELETE", f"/v1/clusters/{_segment(name)}")
 
+    def list_nodepools(self) -> dict[str, Any]:
+        """GET /v1/nodepools -> ``{"items": [pool...]}``: node pools with their instances."""
+        return self._request("GET", "/v1/nodepools")
+
+    def delete_nodepool(self, name: str) -> dict[str, Any]:
+        return self._request("DELETE", f"/v1/nodepools/{_segment(name)}")
+
     def apply(self, documents: list[dict[str, Any]]) -> dict[str, Any]:
         """POST /v1/apply ``{"documents": [...]}`` -> ``{"results": [{kind, name, action, token?}]}``."""
         return self._request("POST", "/v1/apply", json={"documents": documents})

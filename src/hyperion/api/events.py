@@ -10,7 +10,9 @@ sentence that says what happened and why), and the ``job``, ``team`` and ``node`
   (or healthy again);
 - ``budget-warning``: a team's spend crossed 80 % or 100 % of a budget; ``budget-held``,
   ``budget-rejected``: admission kept a job back, or refused it, for its budget;
-- ``idle-reclaimed``: a job whose GPUs stayed idle was stopped with a checkpoint.
+- ``idle-reclaimed``: a job whose GPUs stayed idle was stopped with a checkpoint;
+- ``scale-up``, ``scale-down``, ``scale-failed``: the autoscaler asked a node pool's provider for
+  machines, released (or drained) them, or the provider could not do what it was asked.
 
 Each event is one store record (``records/events/<seq>``), written when it happens, so the log
 survives restarts; the newest ``keep`` are kept (older ones are deleted in batches). Reads are
@@ -32,7 +34,7 @@ log = logging.getLogger("hyperion.events")
 PREFIX = "events/"
 COUNTS = "events-counts"
 KINDS = ("preempted", "handover", "node-lost", "node-condition", "budget-warning", "budget-held",
-         "budget-rejected", "idle-reclaimed")
+         "budget-rejected", "idle-reclaimed", "scale-up", "scale-down", "scale-failed")
 
 
 class EventLog:

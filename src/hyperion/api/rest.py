@@ -151,13 +151,21 @@ def build_app(service: ControlService, metrics_digest: str | None = None) -> Fas
     async def delete_cluster(request: Request, name: str):
         return service.delete_cluster(who(request), name)
 
+    @app.get("/v1/nodepools", summary="Node pools (kind: NodePool) with their instances and lifecycle states")
+    async def nodepools(request: Request):
+        return service.list_nodepools(who(request))
+
+    @app.delete("/v1/nodepools/{name}", summary="Remove a node pool (admin); its instances are terminated")
+    async def delete_nodepool(request: Request, name: str):
+        return service.delete_nodepool(who(request), name)
+
     @app.post("/v1/federation/plan", openapi_extra=_JOB_BODY,
               summary="Where the federation would send a job now, without submitting it")
     async def federation_plan(request: Request):
         principal = who(request)
         return service.plan(principal, await body_json(request))
 
-    @app.post("/v1/apply", summary="Create or update declarative objects (kind: Team, Queue, Budget, Pricing, Cluster)")
+    @app.post("/v1/apply", summary="Create or update declarative objects (kind: Team, Queue, Budget, Pricing, Cluster, NodePool)")
     async def apply(request: Request):
         principal = who(request)
         body = await body_json(request)

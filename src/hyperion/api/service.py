@@ -25,10 +25,12 @@ from hyperion.api.events import EventLog
 from hyperion.api.federation import Federation, FederationConfig, decision_view, routing_view
 from hyperion.api.logs import LogStore
 from hyperion.api.metrics import Instruments
+from hyperion.api.nodepools import NodePools
 from hyperion.api.spec import (
     BudgetDoc,
     ClusterDoc,
     JobDoc,
+    NodePoolDoc,
     PricingDoc,
     QueueDoc,
     SpecError,
@@ -68,6 +70,7 @@ class ControlService:
         self.events = EventLog(state, clock)
         self.accountant = Accountant(state, clock, self.metrics, self.events)
         self.federation = Federation(state, federation)  # kind: Cluster members; none: no federation
+        self.nodepools = NodePools(state)  # kind: NodePool and their instances (runtime.autoscaler_loop acts on them)
         # job -> (attempt, rank) -> since when its GPUs read idle (core.idle)
         self.idle_since: dict[str, dict[tuple[int, int], float | None]] = {}
         self.dispatcher: Dispatcher | None = None
@@ -372,6 +375,21 @@ class ControlService:
             self.wake()
         return done
 
+    # ---- node pools (the autoscaler; docs/autoscaling.md) ----------------------------------
+    def list_nodepools(self, who: auth.Principal) -> dict:
+        """Every node pool with its instances and their lifecycle states."""
+        return {"items": self.nodepools.views()}
+
+    def delete_nodepool(self, who: auth.Principal, name: str) -> dict:
+        """Remove a pool (admin); the autoscaler terminates the instances it still has."""
+        if not who.is_admin:
+            raise Forbidden("only the admin token may delete node pools")
+        if not self.nodepools.delete_pool(name):
+            known = ", ".join(sorted(self.nodepools.pools)) or "none"
+            raise NotFound(f"no node pool {name!r}; node pools: {known}")
+        self.wake()
+        return {"kind": "NodePool", "name": name, "action": "deleted"}
+
     # ---- queues --------------------------------------------------------------------------
     def list_queues(self, who: auth.Principal) -> dict:
         """Every queue (``default`` always) with its definition, usage and number of pending jobs.
@@ -493,8 +511,14 @@ class ControlService:
             self.wake()
         return {"kind": "Cluster", "name": doc.name, "action": action}
 
+    def _apply_nodepool(self, doc: NodePoolDoc) -> dict:
+        action = self.nodepools.put_pool(doc.to_spec())
+        if action != "unchanged":
+            self.wake()
+        return {"kind": "NodePool", "name": doc.name, "action": action}
+
     _appliers = {"Team": _apply_team, "Queue": _apply_queue, "Budget": _apply_budget, "Pricing": _apply_pricing,
-                 "Cluster": _apply_cluster}
+                 "Cluster": _apply_cluster, "NodePool": _apply_nodepool}
 
 
 def usage_dict(u) -> dict:

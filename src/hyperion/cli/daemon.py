@@ -233,14 +233,18 @@ def stop_process(pid: int, grace: float = STOP_GRACE_S) -> bool:
 
 
 def stop_local_agents(data_dir: Path) -> list[str]:
-    """Terminate the local agents of ``data_dir``; returns their node ids."""
+    """Terminate the local agents of ``data_dir`` (the static ones and those node pools launched);
+    returns their node ids."""
     import asyncio
 
-    from hyperion.providers.local import LocalProvider
+    from hyperion.providers.local import LocalProvider, node_prefixes
 
-    provider = LocalProvider(data_dir=data_dir, control_plane="",
-                             token_file=data_dir / AGENT_TOKEN_FILE)
-    return asyncio.run(provider.terminate_all(request_id=f"down-{int(time.time() * 1000)}"))
+    ids = []
+    for prefix in node_prefixes(data_dir):
+        provider = LocalProvider(data_dir=data_dir, control_plane="", token_file=data_dir / AGENT_TOKEN_FILE,
+                                 node_prefix=prefix)
+        ids += asyncio.run(provider.terminate_all(request_id=f"down-{int(time.time() * 1000)}"))
+    return ids
 
 
 def admin_token_path(data_dir: Path) -> Path:

@@ -24,7 +24,7 @@ import httpx
 
 from hyperion import __version__
 from hyperion.api.client import ApiError
-from hyperion.cli import cluster, cost, jobs, local_cluster, simulate
+from hyperion.cli import cluster, cost, jobs, local_cluster, nodepools, simulate
 from hyperion.cli.context import CliError, CliState
 
 VALIDATION_STATUSES = frozenset({400, 422})
@@ -110,7 +110,8 @@ def cli(ctx: click.Context, data_dir: str | None, server: str | None, token: str
     ctx.call_on_close(state.close)
 
 
-for _command in (*local_cluster.COMMANDS, *jobs.COMMANDS, *cluster.COMMANDS, *cost.COMMANDS, *simulate.COMMANDS):
+for _command in (*local_cluster.COMMANDS, *jobs.COMMANDS, *cluster.COMMANDS, *nodepools.COMMANDS, *cost.COMMANDS,
+                 *simulate.COMMANDS):
     cli.add_command(_command)
 
 

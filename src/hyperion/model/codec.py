@@ -23,6 +23,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from hyperion.model.autoscale import Instance, InstanceState, NodePoolSpec
 from hyperion.model.federation import FedPrefs, Routing
 from hyperion.model.job import Framework, Job, JobSpec, Phase, Placement, Priority
 from hyperion.model.node import Gpu, GpuMetrics, Node, NodeMetrics, NodeState
@@ -31,9 +32,9 @@ from hyperion.model.resources import Resources
 from hyperion.model.team import Team
 
 __all__ = [
-    "job_from_dict", "job_to_dict", "metrics_from_dict", "metrics_to_dict", "node_from_dict",
-    "node_to_dict", "queue_from_dict", "queue_to_dict", "resources_from_dict", "resources_to_dict",
-    "spec_from_dict", "spec_to_dict", "team_from_dict", "team_to_dict",
+    "instance_from_dict", "instance_to_dict", "job_from_dict", "job_to_dict", "metrics_from_dict", "metrics_to_dict",
+    "node_from_dict", "node_to_dict", "nodepool_from_dict", "nodepool_to_dict", "queue_from_dict", "queue_to_dict",
+    "resources_from_dict", "resources_to_dict", "spec_from_dict", "spec_to_dict", "team_from_dict", "team_to_dict",
 ]
 
 T = TypeVar("T")
@@ -192,3 +193,20 @@ def metrics_to_dict(m: NodeMetrics) -> dict[str, Any]:
 
 def metrics_from_dict(d: object) -> NodeMetrics:
     return _decode(NodeMetrics, d, gpus=lambda gs: tuple(_decode(GpuMetrics, g) for g in gs))
+
+
+# ---- the autoscaler's node pools and instances ------------------------------------------------
+def nodepool_to_dict(pool: NodePoolSpec) -> dict[str, Any]:
+    return _encode(pool, instance_types=_list, gpu_types=_list, capacity_types=_list)
+
+
+def nodepool_from_dict(d: object) -> NodePoolSpec:
+    return _decode(NodePoolSpec, d, instance_types=tuple, gpu_types=tuple, capacity_types=tuple)
+
+
+def instance_to_dict(i: Instance) -> dict[str, Any]:
+    return _encode(i, state=lambda s: s.value)
+
+
+def instance_from_dict(d: object) -> Instance:
+    return _decode(Instance, d, state=InstanceState)

@@ -15,7 +15,9 @@ Glossary:
 
 Everything is read back from disk, so a control plane that was killed and restarted adopts the
 agents still running instead of starting new ones. Node ids are ``local-<n>``, n the next free
-integer among the node dirs. Errors are collected for ``drain_errors``, never raised.
+integer among the node dirs (``node_prefix`` replaces ``local``: a node pool's agents are
+``pool-<pool>-<n>``, so providers of different prefixes share DATA/agents/ and never see each other's
+agents). Errors are collected for ``drain_errors``, never raised.
 
 Terminating an agent also kills the task process groups it left (an agent killed with SIGKILL
 cannot clean up): they are read from the agent's task journal (DATA/agents/<id>/tasks.jsonl,
@@ -53,19 +55,22 @@ class LocalProvider:
 
     def __init__(self, data_dir: Path, control_plane: str, token_file: Path,
                  gpus_per_node: int | None = None, gpu_type: str = "logical",
-                 python: str = sys.executable, extra_args: Sequence[str] = ()) -> None:
+                 python: str = sys.executable, extra_args: Sequence[str] = (), node_prefix: str = "local",
+                 price_per_hour: float = 0.0) -> None:
         self.data_dir = Path(data_dir)
         self.control_plane, self.token_file = control_plane, Path(token_file)
         self.gpus_per_node, self.gpu_type = gpus_per_node, gpu_type
         self.python, self.extra_args = python, tuple(extra_args)
         self._agents_dir = self.data_dir / "agents"
+        self.node_prefix, self.price_per_hour = node_prefix, price_per_hour
+        self._id_re = _ID_RE if node_prefix == "local" else re.compile(rf"^{re.escape(node_prefix)}-(\d+)$")
         self._children: dict[str, subprocess.Popen] = {}  # agents this process started
         self._errors: list[ProviderError] = []
         self._lock = threading.RLock()
 
     def offers(self) -> list[dict]:
         return [{"node_type": NODE_TYPE, "gpus": self.gpus_per_node, "gpu_type": self.gpu_type,
-                 "price_per_hour": 0.0}]
+                 "price_per_hour": self.price_per_hour}]
 
     async def list_nodes(self) -> list[ProviderNode]:
         return [self._node(record) for record in self._records()]
@@ -128,10 +133,10 @@ class LocalProvider:
 
     def _reserve_node_dir(self) -> tuple[str, Path]:
         self._agents_dir.mkdir(parents=True, exist_ok=True)
-        taken = [int(m[1]) for p in self._agents_dir.iterdir() if (m := _ID_RE.match(p.name))]
+        taken = [int(m[1]) for p in self._agents_dir.iterdir() if (m := self._id_re.match(p.name))]
         n = max(taken, default=0) + 1
         while True:
-            node_dir = self._agents_dir / f"local-{n}"
+            node_dir = self._agents_dir / f"{self.node_prefix}-{n}"
             try:
                 node_dir.mkdir()  # atomic: two control planes never get the same id
                 return node_dir.name, node_dir
@@ -144,7 +149,7 @@ class LocalProvider:
             return []
         records = []
         for node_dir in self._agents_dir.iterdir():
-            m = _ID_RE.match(node_dir.name)
+            m = self._id_re.match(node_dir.name)
             if m is None:
                 continue
             try:
@@ -208,6 +213,14 @@ class LocalProvider:
         log.warning("%s (request %s)", message, request_id)
         with self._lock:
             self._errors.append(ProviderError(request_id=request_id, message=message))
+
+
+def node_prefixes(data_dir: Path) -> list[str]:
+    """The node id prefixes of the agents under DATA/agents/: ``local`` (always) and one per node
+    pool that launched agents there (``pool-<pool>``); a provider per prefix sees them all."""
+    agents = Path(data_dir) / "agents"
+    found = {p.name.rsplit("-", 1)[0] for p in agents.iterdir() if p.name.rsplit("-", 1)[-1].isdigit()} if agents.is_dir() else set()
+    return sorted(found | {"local"})
 
 
 def leftover_task_groups(journal: Path) -> list[tuple[int, int]]:

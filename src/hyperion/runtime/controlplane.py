@@ -10,7 +10,9 @@ detached). Files in the data dir:
 - ``controlplane.json``   pid and addresses of the running control plane
 - ``logs/``               job logs shipped by the agents
 - ``checkpoints/``        a directory per job that names no ``checkpoint_dir`` (``--checkpoint-root``)
-- ``agents/``             local agents' data dirs and logs (the ``local`` provider)
+- ``agents/``             local agents' data dirs and logs (the ``local`` provider): ``local-<n>`` the
+                          static ``--agents``, ``pool-<pool>-<n>`` those a ``local`` NodePool launched
+                          (labelled ``hyperion.io/pool=<pool>``; docs/autoscaling.md)
 """
 
 from __future__ import annotations
@@ -34,12 +36,15 @@ from hyperion.api.agents import AgentHub
 from hyperion.api.federation import FederationConfig, FederationConfigError
 from hyperion.api.grpc_server import add_services
 from hyperion.api.logs import LogStore
+from hyperion.api.nodepools import POOL_LABEL
 from hyperion.api.rest import build_app
 from hyperion.api.service import ControlService
 from hyperion.core import PROFILES, ProfileError
 from hyperion.model import NodeState
+from hyperion.model.autoscale import NodePoolSpec
 from hyperion.ports.clock import SystemClock
 from hyperion.providers.local import LocalProvider
+from hyperion.runtime.autoscaler_loop import AutoscalerLoop
 from hyperion.runtime.health import HealthMonitor
 from hyperion.runtime.scheduler_loop import SchedulerLoop
 from hyperion.store import SqliteStore, StoreError
@@ -118,6 +123,10 @@ class ControlPlane:
         self.scheduler = SchedulerLoop(self.service, self.hub, profile)
         self.health = HealthMonitor(self.hub, config.node_timeout)
         self.provider: LocalProvider | None = None
+        self.grpc_addr = ""
+        self.autoscaler = AutoscalerLoop(self.service, self.hub, self._pool_provider, default_gpus=self._local_gpus)
+        self.scheduler.after_cycle.append(self.autoscaler.wake)
+        self._gpus_here: int | None = None
         self._stop = asyncio.Event()
         # what was loaded lives as long as the process: keep it out of the collector's full passes,
         # which otherwise stall every request for ~0.3 s with 10,000 jobs in memory
@@ -144,7 +153,7 @@ class ControlPlane:
         if grpc_port == 0:
             http_sock.close()
             raise SystemExit(f"error: cannot listen on {cfg.host}:{cfg.grpc_port} for gRPC; choose another with --grpc-port")
-        grpc_addr = f"{cfg.host}:{grpc_port}"
+        grpc_addr = self.grpc_addr = f"{cfg.host}:{grpc_port}"
         await grpc_server.start()
         web = _Uvicorn(uvicorn.Config(build_app(self.service, auth.digest(self.metrics_token)), log_level="warning", access_log=False,
                                       lifespan="off", timeout_graceful_shutdown=2))
@@ -154,6 +163,7 @@ class ControlPlane:
         tasks = [asyncio.create_task(web.serve(sockets=[http_sock]), name="rest"),
                  asyncio.create_task(self.scheduler.run(), name="scheduler"),
                  asyncio.create_task(self.health.run(), name="health"),
+                 asyncio.create_task(self.autoscaler.run(), name="autoscaler"),
                  asyncio.create_task(self._compact_forever(), name="compaction"),
                  asyncio.create_task(self._meter_forever(), name="accounting")]
         info = {"pid": os.getpid(), "api": api_addr, "grpc": grpc_addr, "started_at": self.clock.now()}
@@ -173,6 +183,7 @@ class ControlPlane:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self.autoscaler.stop()  # launches and terminations in flight finish their records
             try:
                 self.service.accountant.save()  # what accrued since the last save
             except Exception:
@@ -213,6 +224,35 @@ class ControlPlane:
             log.info("started %d local agent(s) (%d already running)", missing, len(running))
         for err in self.provider.drain_errors():
             log.error("local provider: %s", err.message)
+
+
+    # ---- node pools (runtime.autoscaler_loop) -----------------------------------------------
+    def _pool_provider(self, pool: NodePoolSpec) -> LocalProvider | None:
+        """A ``local`` pool's provider: agents on this machine, labelled with the pool, with node
+        ids ``pool-<pool>-<n>`` (the static agents are ``local-<n>``). Other providers are not
+        available here (None: the pool shows why)."""
+        if pool.provider != "local" or not self.grpc_addr:
+            return None
+        cfg = self.config
+        return LocalProvider(cfg.data_dir, self.grpc_addr, cfg.data_dir / "agent.token",
+                             gpus_per_node=cfg.gpus_per_agent, gpu_type=cfg.gpu_type,
+                             extra_args=(*cfg.agent_args, f"--label={POOL_LABEL}={pool.name}"),
+                             node_prefix=f"pool-{pool.name}")
+
+    def _local_gpus(self) -> int:
+        """GPUs a local agent reports when ``--gpus-per-agent`` is not given: what a local node
+        that joined has, else what NVML finds on this machine (once)."""
+        local = [n.capacity.gpus for n in self.state.nodes.values() if n.id.startswith(("local-", "pool-"))]
+        if local:
+            return max(local)
+        if self._gpus_here is None:
+            try:
+                from hyperion.agent.inventory import nvml_gpus
+
+                self._gpus_here = len(nvml_gpus())
+            except Exception:
+                self._gpus_here = 0
+        return self._gpus_here
 
 
 def _write_json(path: Path, data: dict) -> None:

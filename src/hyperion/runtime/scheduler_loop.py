@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from hyperion.api.agents import AgentHub
 from hyperion.api.service import ControlService
@@ -62,6 +63,7 @@ class SchedulerLoop:
         service.pending_order = lambda: self.rounds.order  # the dashboard's queue view, with:
         service.explain_many = self.explain_many
         service.scheduler_stats = lambda: {"cycles": self.cycles, "placed": self.placed, "evicted": self.evicted}
+        self.after_cycle: list[Callable[[], None]] = []  # told after each cycle that decided (the autoscaler)
 
     @property
     def cycles(self) -> int:
@@ -117,6 +119,8 @@ class SchedulerLoop:
         self.snapshotter.running()  # fold this cycle's own writes in, so they do not count as a change
         rounds.settled(left, self._versions())
         self._instrument(plan, jobs, stops, now, time.perf_counter() - started)
+        for listener in self.after_cycle:
+            listener()
         return len(jobs)
 
     def _instrument(self, plan: Plan, placed: list, stops: list, now: float, seconds: float) -> None:

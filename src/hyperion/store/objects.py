@@ -216,6 +216,23 @@ class ClusterState:
         self.nodes[node.id] = node
         self.changed_nodes.add(node.id)
 
+    def delete_node(self, node_id: str) -> bool:
+        """Forget a node that is gone for good (an autoscaled machine that was terminated); it
+        must hold no live task. False if there is no such node."""
+        if node_id not in self.nodes:
+            return False
+        if self.node_tasks.get(node_id):
+            raise ValueError(f"node {node_id} still holds live tasks; it cannot be forgotten")
+        key = NODES + node_id
+        res = self.store.txn([Compare(key, self._revs.get(key, 0))], [Delete(key)])
+        if not res.succeeded:
+            raise ConflictError(f"store changed under the control plane (key {key})")
+        self._revs.pop(key, None)
+        del self.nodes[node_id]
+        self.node_tasks.pop(node_id, None)
+        self.changed_nodes.add(node_id)
+        return True
+
     def put_team(self, team: Team) -> None:
         self._put(TEAMS + team.name, team_to_dict(team))
         self.teams[team.name] = team

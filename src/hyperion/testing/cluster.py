@@ -77,9 +77,11 @@ class LocalCluster:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-        from hyperion.providers.local import LocalProvider
+        from hyperion.providers.local import LocalProvider, node_prefixes
 
-        asyncio.run(LocalProvider(self.data_dir, "", self.data_dir / "agent.token").terminate_all(f"test-stop-{time.time()}"))
+        for prefix in node_prefixes(self.data_dir):  # the static agents (local-<n>) and node pools' (pool-<pool>-<n>)
+            asyncio.run(LocalProvider(self.data_dir, "", self.data_dir / "agent.token", node_prefix=prefix)
+                        .terminate_all(f"test-stop-{time.time()}"))
         if self._client is not None:
             self._client.close()
 
