@@ -7,6 +7,7 @@
               [--standby-workers 2] [--standby-preload MOD ...] [--cgroup-root DIR]
               [--telemetry-file PATH] [--max-gpu-temperature 90] [--resume-gpu-temperature 80]
               [--cool-readings 3] [--drain-on-temperature] [--no-drain-on-errors]
+              [--spot-notice-url URL] [--spot-notice-interval 2.0]
 
 ``Agent`` owns the parts: ``TaskSupervisor`` (tasks.py) runs tasks, ``LogShipper``
 (logship.py) sends their logs, ``Session`` (session.py) keeps the stream to the control plane,
@@ -18,6 +19,12 @@ judged by ``core.health.assess`` and a change of verdict is reported as a ``Node
 datagrams on the agent's unix socket (``HYPERION_AGENT_SOCKET``); the agent checks that they
 come for a task it runs and relays them. SIGTERM or SIGINT stops every task (SIGTERM, then
 SIGKILL after ``--shutdown-grace``), reports the exits if connected, and exits 0.
+
+With ``--spot-notice-url`` (off by default; on EC2 the metadata service's
+``spot/instance-action``, which the aws provider's user data passes for spot instances) the agent
+polls for the spot interruption notice (``spot_notice.SpotNoticePoller``); once one appears its
+``NodeCondition`` says so (unhealthy: no new work, and ``spot_notice_at``: when EC2 acts), and the
+control plane drains the node's instance and launches a replacement.
 
 Exit status: 0 after a signal, 2 for bad arguments, 1 if the agent cannot run at all (its data
 dir is locked by another agent, or unusable).
@@ -47,6 +54,7 @@ from hyperion.agent.inventory import Inventory, discover, parse_labels, parse_me
 from hyperion.agent.logship import LogShipper
 from hyperion.agent.records import TaskJournal, TaskKey, TaskRecord
 from hyperion.agent.session import Outbox, Session
+from hyperion.agent.spot_notice import SpotNotice, SpotNoticePoller
 from hyperion.agent.standby import StandbyPool, freezer
 from hyperion.agent.tasks import TaskSupervisor, report_message
 from hyperion.agent.telemetry import FileTelemetry, HostTelemetry, TelemetrySource, metrics_message
@@ -79,6 +87,7 @@ class Agent:
         self.logs = LogShipper(self.outbox)
         self.session = Session(args.control_plane, args.token_file, self.outbox, self,
                                heartbeat_interval_s=args.heartbeat_interval)
+        self.spot_notice: SpotNotice | None = None
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -102,6 +111,8 @@ class Agent:
                  inv.memory_mb, self.args.control_plane)
         loops = [loop.create_task(coro) for coro in (
             self.session.run(), self._heartbeats(), self._metrics(), self._ship_logs())]
+        if getattr(self.args, "spot_notice_url", None):
+            loops.append(loop.create_task(self._watch_spot_notice(SpotNoticePoller(self.args.spot_notice_url))))
         await stop.wait()
         log.info("signal received: stopping %d tasks", len(self.tasks.running()))
         await self.tasks.stop_all(self.args.shutdown_grace, "agent shutting down")
@@ -180,7 +191,27 @@ class Agent:
     # ---- health -----------------------------------------------------------------------------
     def _condition(self) -> agent_pb2.NodeCondition:
         h = self.health
+        notice = self.spot_notice
+        if notice is not None:  # the machine is going away: no new work, whatever its health
+            reason = f"spot interruption notice: EC2 will {notice.action} this instance at " \
+                     f"{time.strftime('%H:%M:%S', time.gmtime(notice.time))} UTC"
+            return agent_pb2.NodeCondition(healthy=False, reason=f"{h.reason}; {reason}" if h.reason else reason,
+                                           drain=h.drain, at=time.time(), spot_notice_at=notice.time)
         return agent_pb2.NodeCondition(healthy=h.healthy, reason=h.reason, drain=h.drain, at=time.time())
+
+    async def _watch_spot_notice(self, poller: SpotNoticePoller) -> None:
+        """Poll the metadata service for the spot notice; report it (once) as the node's condition.
+        Until the condition reaches the control plane it is in every Hello (reconnects)."""
+        while self.spot_notice is None:
+            notice = await poller.poll()
+            if notice is not None:
+                self.spot_notice = notice
+                log.warning("spot interruption notice: EC2 will %s this instance at %s; telling the control plane",
+                            notice.action, time.strftime("%H:%M:%S", time.gmtime(notice.time)))
+                if self.outbox.ready:
+                    self.outbox.put(agent_pb2.AgentMessage(condition=self._condition()))
+                return
+            await asyncio.sleep(self.args.spot_notice_interval)
 
     def _judge(self, reading) -> None:
         new = assess(self.health, reading.gpus, self.policy)
@@ -312,6 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also stop (with checkpoint) and requeue the jobs of a node too hot")
     health.add_argument("--no-drain-on-errors", dest="drain_on_errors", action="store_false",
                         help="on GPU ECC/XID errors, cordon only (default: also drain)")
+    spot = p.add_argument_group("spot instances")
+    spot.add_argument("--spot-notice-url", default="", metavar="URL",
+                      help="poll this spot/instance-action URL for an interruption notice (on EC2: "
+                           "http://169.254.169.254/latest/meta-data/spot/instance-action); default: off")
+    spot.add_argument("--spot-notice-interval", type=_positive(float), default=2.0, metavar="S")
     return p
 
 

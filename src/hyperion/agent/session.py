@@ -215,7 +215,7 @@ class Session:
 def _describe(exc: grpc.aio.AioRpcError) -> str:
     code = exc.code()
     if code == grpc.StatusCode.UNAUTHENTICATED:
-        return "token rejected (UNAUTHENTICATED); check --token-file"
+        return f"token rejected (UNAUTHENTICATED: {(exc.details() or '')[:200]}); check --token-file"
     if code == grpc.StatusCode.PERMISSION_DENIED:
         return f"permission denied: {exc.details()}"
     if code == grpc.StatusCode.UNAVAILABLE:

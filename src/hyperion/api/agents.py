@@ -4,6 +4,10 @@ One session per connected agent. Upward messages are applied in arrival order: l
 written before the exit report that follows them, and an exit is acknowledged to the agent
 (``AckTask``) only after it is committed, so a crash of either side loses no exit code.
 
+An agent authenticates with the agent token, or with a short-lived bootstrap token minted for the
+launch of its machine (``api.bootstrap``): checked before Hello, redeemed for the node id in the
+Hello (consumed on first use; a used or expired one is refused with the reason).
+
 On every (re)connect the agent lists the tasks it knows; the control plane answers with the tasks
 it wants on that node (anything else is stopped) and re-sends ``StartTask`` for wanted tasks the
 agent does not know (the command may have been lost in a crash). Agents key tasks by
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import replace
 
 import grpc
@@ -22,6 +26,7 @@ import grpc
 from hyperion.api import auth
 from hyperion.api._generated.hyperion.v1 import agent_pb2 as apb
 from hyperion.api._generated.hyperion.v1 import agent_pb2_grpc
+from hyperion.api.bootstrap import BootstrapRefused, BootstrapTokens
 from hyperion.api.service import ControlService
 from hyperion.api.wire import metrics_from_pb
 from hyperion.core import lifecycle
@@ -48,8 +53,11 @@ class AgentHub(agent_pb2_grpc.AgentControlServicer):
     per job under it); it must be shared by the nodes for a job to resume on another node."""
 
     def __init__(self, service: ControlService, agent_token: str, heartbeat_interval: float = 1.0,
-                 checkpoint_root: str | None = None) -> None:
+                 checkpoint_root: str | None = None, bootstrap: BootstrapTokens | None = None) -> None:
         self.service = service
+        self.bootstrap = bootstrap if bootstrap is not None else BootstrapTokens(service.state)
+        # a node's agent reported a spot interruption notice: (node id, when EC2 acts) -> handled?
+        self.on_spot_notice: Callable[[str, float], bool] | None = None
         self.checkpoint_root = checkpoint_root
         self.state = service.state
         self._token_digest = auth.digest(agent_token)
@@ -106,11 +114,22 @@ class AgentHub(agent_pb2_grpc.AgentControlServicer):
     # ---- the stream ----------------------------------------------------------------------
     async def Connect(self, requests: AsyncIterator[apb.AgentMessage], context: grpc.aio.ServicerContext):
         token = auth.bearer(dict(context.invocation_metadata()).get("authorization"))
+        bootstrap = False
         if token is None or not auth.same(auth.digest(token), self._token_digest):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid agent token")
+            if token is None or not self.bootstrap.known(token):
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid agent token")
+            bootstrap = True
         first = await anext(aiter(requests), None)
         if first is None or first.WhichOneof("kind") != "hello":
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the first message must be Hello")
+        if bootstrap:
+            try:
+                record = self.bootstrap.redeem(token, first.hello.node_id, self.service.clock.now())
+            except BootstrapRefused as refused:
+                log.warning("agent %s refused: %s", first.hello.node_id, refused)
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(refused))
+            log.info("agent %s joined with a bootstrap token%s", first.hello.node_id,
+                     f" ({record.purpose})" if record.purpose else "")
         session = self._hello(first.hello)
         reader = asyncio.create_task(self._read(requests, session))
         try:
@@ -170,6 +189,8 @@ class AgentHub(agent_pb2_grpc.AgentControlServicer):
             condition=_unhealthy(hello.condition) if hello.HasField("condition") else "")
         self.state.put_node(node)
         log.info("agent %s connected: %d GPU(s) %s", node.id, len(node.gpus), node.gpu_type)
+        if hello.HasField("condition") and hello.condition.spot_notice_at > 0:
+            self._spot_notice(node.id, hello.condition.spot_notice_at)
 
         acks = self._apply_reports(hello.node_id, list(hello.tasks))
         known = {(t.task.job_id, t.task.attempt, t.task.rank) for t in hello.tasks}
@@ -265,6 +286,20 @@ class AgentHub(agent_pb2_grpc.AgentControlServicer):
             self.service.wake()
         if reason and c.drain:
             self.drain(node_id, f"node {node_id} drained: {reason}")
+        if c.spot_notice_at > 0:
+            self._spot_notice(node_id, c.spot_notice_at)
+
+    def _spot_notice(self, node_id: str, at: float) -> None:
+        """The node's agent read a spot interruption notice: the autoscaler drains its instance and
+        launches a replacement (``on_spot_notice``); a node no pool owns is drained here."""
+        handled = False
+        if self.on_spot_notice is not None:
+            try:
+                handled = self.on_spot_notice(node_id, at)
+            except Exception:  # noqa: BLE001 - the stream goes on
+                log.exception("node %s: handling its spot notice failed", node_id)
+        if not handled and self.state.node_tasks.get(node_id):
+            self.drain(node_id, f"node {node_id} drained: spot interruption notice")
 
     def drain(self, node_id: str, reason: str) -> None:
         """Stop the jobs running on a node (each with its grace period to checkpoint); they go

@@ -34,7 +34,7 @@ log = logging.getLogger("hyperion.events")
 PREFIX = "events/"
 COUNTS = "events-counts"
 KINDS = ("preempted", "handover", "node-lost", "node-condition", "budget-warning", "budget-held",
-         "budget-rejected", "idle-reclaimed", "scale-up", "scale-down", "scale-failed")
+         "budget-rejected", "idle-reclaimed", "scale-up", "scale-down", "scale-failed", "spot-interruption", "orphan-swept")
 
 
 class EventLog:

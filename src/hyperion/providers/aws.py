@@ -65,6 +65,7 @@ SPOT_SUFFIX = ":spot"
 DEFAULT_AMI = "resolve:ssm:/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
 DEFAULT_INSTALL = "python3 -m venv /opt/hyperion && /opt/hyperion/bin/pip install --quiet --upgrade hyperion"
 DEFAULT_HYPERIOND = "/opt/hyperion/bin/hyperiond"
+IMDS_SPOT_ACTION = "http://169.254.169.254/latest/meta-data/spot/instance-action"  # agent.spot_notice's default
 TOKEN_PATH, AGENT_DIR = "/etc/hyperion/bootstrap.token", "/var/lib/hyperion/agent"
 STATES = {"pending": "launching", "running": "running", "shutting-down": "terminated", "terminated": "terminated",
           "stopping": "terminated", "stopped": "terminated"}
@@ -93,13 +94,15 @@ def client_token(request_id: str) -> str:
 
 
 def render_user_data(control_plane: str, token: str, *, node_labels: dict[str, str], install_command: str = DEFAULT_INSTALL,
-                     hyperiond: str = DEFAULT_HYPERIOND) -> str:
-    """The bootstrap script: token to a 0600 file, install, ``hyperiond`` as a systemd service."""
+                     hyperiond: str = DEFAULT_HYPERIOND, spot_notice_url: str = "") -> str:
+    """The bootstrap script: token to a 0600 file, install, ``hyperiond`` as a systemd service
+    (with ``--spot-notice-url`` for a spot instance: the agent watches the metadata service)."""
     if not _TOKEN_RE.match(token):
         raise ValueError("the bootstrap token must be 8-512 characters of [A-Za-z0-9._~+/=-]")
     labels = " ".join(f"--label {shlex.quote(f'{k}={v}')}" for k, v in sorted(node_labels.items()))
+    notice = f" --spot-notice-url {shlex.quote(spot_notice_url)}" if spot_notice_url else ""
     command = (f"{shlex.quote(hyperiond)} --control-plane {shlex.quote(control_plane)} --token-file {TOKEN_PATH} "
-               f"--node-id ${{NODE_ID}} --data-dir {AGENT_DIR} {labels}").rstrip()
+               f"--node-id ${{NODE_ID}} --data-dir {AGENT_DIR} {labels}".rstrip() + notice)
     return f"""#!/bin/bash
 # Hyperion node bootstrap, written by hyperion.providers.aws
 set -euo pipefail
@@ -238,10 +241,11 @@ class AwsProvider:
                         self._tokens.pop(next(iter(self._tokens)))
             _redact(token)
             labels = {"aws/instance-type": instance_type, "aws/capacity-type": SPOT if spot else ON_DEMAND,
-                      "aws/region": self.region, "hyperion/pool": self.pool}
+                      "aws/region": self.region, "hyperion.io/pool": self.pool}
             try:
                 script = render_user_data(self.control_plane, token, node_labels=labels,
-                                          install_command=self.install_command, hyperiond=self.hyperiond)
+                                          install_command=self.install_command, hyperiond=self.hyperiond,
+                                          spot_notice_url=IMDS_SPOT_ACTION if spot else "")
             except ValueError as exc:
                 raise _Refused(str(exc)) from None
             user_data = base64.b64encode(script.encode()).decode()

@@ -42,7 +42,7 @@ from hyperion.core.autoscale import reconcile
 from hyperion.model import NodeState
 from hyperion.model.autoscale import Instance, InstanceState, Launch, NodePoolSpec, ScalePlan, ScaleSnapshot
 from hyperion.ports.provider import NodeProvider, ProviderNode
-from hyperion.runtime.scale_inputs import busy, demand_of, offers_of, used_gpus
+from hyperion.runtime.scale_inputs import busy, demand_of, offers_of, used_gpus, with_node_types
 
 log = logging.getLogger("hyperion.autoscaler")
 
@@ -124,15 +124,19 @@ class AutoscalerLoop:
 
     def snapshot(self, now: float) -> ScaleSnapshot:
         offers = []
+        pools = []
         for pool in self.pools.pools.values():
             p = self.provider(pool)
             if p is not None:
                 try:
-                    offers += offers_of(pool, p.offers(), self.default_gpus())
+                    provided = p.offers()
+                    offers += offers_of(pool, provided, self.default_gpus())
+                    pool = with_node_types(pool, provided)
                 except Exception as exc:
                     self.pools.status[pool.name] = f"offers failed: {exc}"
+            pools.append(pool)
         instances = tuple(self.pools.instances.values())
-        return ScaleSnapshot(now=now, seed=self.ticks, pools=tuple(self.pools.pools.values()), offers=tuple(offers),
+        return ScaleSnapshot(now=now, seed=self.ticks, pools=tuple(pools), offers=tuple(offers),
                              instances=instances, demand=demand_of(self.state, self.service.verdicts),
                              used_gpus=used_gpus(self.state, instances))
 
@@ -342,6 +346,9 @@ class AutoscalerLoop:
         self.service.metrics.pop(node_id, None)
         if self.hub is not None:
             self.hub.last_seen.pop(node_id, None)
+            tokens = getattr(self.hub, "bootstrap", None)  # api.bootstrap.BootstrapTokens
+            if tokens is not None:
+                tokens.revoke_node(node_id)  # the machine is gone: its bootstrap token admits nobody
         self.service.wake()
 
     def _prune(self) -> None:
@@ -349,6 +356,32 @@ class AutoscalerLoop:
             ended = [i for i in self.pools.of_pool(name) if i.state is S.TERMINATED]
             if len(ended) > KEEP_ENDED:
                 self.pools.forget(i.id for i in ended[:len(ended) - KEEP_ENDED])
+
+    # ---- interruptions (runtime.cloud_chores, the agents' spot notices) ---------------------
+    def notice(self, at: float, kind: str, source: str, *, provider_id: str = "", node_id: str = "") -> Instance | None:
+        """An interruption notice (``spot-interruption`` or ``rebalance-recommendation``) for the
+        live instance whose provider id is ``provider_id`` (or whose node is ``node_id``): its
+        ``notice_at`` is set (a versioned write) and a ``spot-interruption`` event says so; the
+        next reconcile drains it (its jobs checkpoint and requeue) and launches a replacement.
+        Returns the instance, or None when no live instance matches (not ours, or gone)."""
+        for i in sorted(self.pools.instances.values(), key=lambda i: i.id):
+            if not i.state.live or not ((provider_id and i.provider_id == provider_id)
+                                        or (node_id and node_id in (i.node_id, i.provider_id))):
+                continue
+            if i.notice_at is not None:
+                return i  # told already (the queue and the agent both say so)
+            [i] = self.pools.write([replace(i, notice_at=at)])
+            self.service.events.emit("spot-interruption", f"pool {i.pool}: {kind} for {i.id} (instance {i.provider_id}) "
+                                                          f"from {source}: draining it and launching a replacement",
+                                     node=i.node_id or None)
+            log.warning("pool %s: %s for %s (instance %s) from %s", i.pool, kind, i.id, i.provider_id, source)
+            self.wake()
+            return i
+        return None
+
+    def providers_named(self, name: str) -> list[NodeProvider]:
+        """The built providers of that kind (e.g. ``aws``), one per pool, live and retired pools."""
+        return [p for spec, p in self._providers.values() if p is not None and spec.provider == name]
 
     # ---- running -------------------------------------------------------------------------
     async def run(self) -> None:

@@ -10,6 +10,8 @@ detached). Files in the data dir:
 - ``controlplane.json``   pid and addresses of the running control plane
 - ``logs/``               job logs shipped by the agents
 - ``checkpoints/``        a directory per job that names no ``checkpoint_dir`` (``--checkpoint-root``)
+- ``cluster-id``          the id this installation tags its cloud resources with, created on first start
+                          (``hyperion down --purge-cloud`` reads it too)
 - ``agents/``             local agents' data dirs and logs (the ``local`` provider): ``local-<n>`` the
                           static ``--agents``, ``pool-<pool>-<n>`` those a ``local`` NodePool launched
                           (labelled ``hyperion.io/pool=<pool>``; docs/autoscaling.md)
@@ -23,9 +25,11 @@ import gc
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import grpc
@@ -43,6 +47,7 @@ from hyperion.core import PROFILES, ProfileError
 from hyperion.model import NodeState
 from hyperion.model.autoscale import NodePoolSpec
 from hyperion.ports.clock import SystemClock
+from hyperion.ports.provider import NodeProvider
 from hyperion.providers.local import LocalProvider
 from hyperion.runtime.autoscaler_loop import AutoscalerLoop
 from hyperion.runtime.health import HealthMonitor
@@ -51,6 +56,31 @@ from hyperion.store import SqliteStore, StoreError
 from hyperion.store.objects import ClusterState
 
 log = logging.getLogger("hyperion.controlplane")
+
+
+CLUSTER_ID_FILE = "cluster-id"
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """What an ``aws`` node pool's provider is built with (the pool gives its instance and capacity
+    types); ``--aws-*`` flags of ``python -m hyperion.runtime``. docs/autoscaling.md."""
+
+    region: str = ""
+    endpoint_url: str | None = None  # tests: a moto server
+    sqs_queue_url: str = ""  # interruption events (EventBridge -> SQS); "" : none
+    ami: str | None = None  # None: the provider's default (the Deep Learning AMI via SSM)
+    subnet_ids: tuple[str, ...] = ()
+    security_group_ids: tuple[str, ...] = ()
+    instance_profile: str | None = None
+    key_name: str | None = None
+    install_command: str | None = None
+    hyperiond: str | None = None
+    control_plane_address: str = ""  # HOST:PORT the instances dial; "": the gRPC address we listen on
+    bootstrap_ttl_s: float = 900.0
+    sqs_poll_s: float = 2.0
+    sweep_s: float = 60.0
+    orphan_grace_s: float = 600.0
 
 
 @dataclass
@@ -69,6 +99,8 @@ class Config:
     checkpoint_root: Path | None = None  # default: <data dir>/checkpoints (shared storage for multi-host)
     agent_args: tuple[str, ...] = ()  # extra hyperiond arguments for the local agents
     federation: FederationConfig = FederationConfig()  # profile, carbon dir and forecast (api.federation)
+    cluster_id: str | None = None  # default: <data dir>/cluster-id (created on first start)
+    aws: AwsSettings = field(default_factory=AwsSettings)
 
 
 class _Uvicorn(uvicorn.Server):
@@ -98,6 +130,7 @@ class ControlPlane:
         self.admin_token = auth.ensure_token_file(d / "admin.token")
         self.agent_token = auth.ensure_token_file(d / "agent.token")
         self.metrics_token = auth.ensure_token_file(d / "metrics.token")
+        self.cluster_id = ensure_cluster_id(d / CLUSTER_ID_FILE, config.cluster_id)
         try:
             self.store = SqliteStore(d / "state.db")
         except StoreError as err:
@@ -114,6 +147,7 @@ class ControlPlane:
             raise SystemExit(f"error: {err}") from None
         checkpoints = config.checkpoint_root or d / "checkpoints"
         self.hub = AgentHub(self.service, self.agent_token, config.heartbeat_interval, str(checkpoints.resolve()))
+        self.hub.bootstrap.ttl_s = config.aws.bootstrap_ttl_s
         if config.profile not in PROFILES:
             raise SystemExit(f"error: unknown profile {config.profile!r}; known: {', '.join(PROFILES)}")
         try:
@@ -126,6 +160,8 @@ class ControlPlane:
         self.grpc_addr = ""
         self.autoscaler = AutoscalerLoop(self.service, self.hub, self._pool_provider, default_gpus=self._local_gpus)
         self.scheduler.after_cycle.append(self.autoscaler.wake)
+        self.hub.on_spot_notice = self._agent_spot_notice
+        self.chores = None  # runtime.cloud_chores.CloudChores, built in run() when --aws-region is given
         self._gpus_here: int | None = None
         self._stop = asyncio.Event()
         # what was loaded lives as long as the process: keep it out of the collector's full passes,
@@ -166,6 +202,8 @@ class ControlPlane:
                  asyncio.create_task(self.autoscaler.run(), name="autoscaler"),
                  asyncio.create_task(self._compact_forever(), name="compaction"),
                  asyncio.create_task(self._meter_forever(), name="accounting")]
+        if cfg.aws.region:
+            tasks.append(asyncio.create_task(self._cloud_chores(), name="cloud-chores"))
         info = {"pid": os.getpid(), "api": api_addr, "grpc": grpc_addr, "started_at": self.clock.now()}
         _write_json(cfg.data_dir / "controlplane.json", info)
         log.info("control plane up: REST %s, gRPC %s, data dir %s", api_addr, grpc_addr, cfg.data_dir)
@@ -227,10 +265,13 @@ class ControlPlane:
 
 
     # ---- node pools (runtime.autoscaler_loop) -----------------------------------------------
-    def _pool_provider(self, pool: NodePoolSpec) -> LocalProvider | None:
+    def _pool_provider(self, pool: NodePoolSpec) -> NodeProvider | None:
         """A ``local`` pool's provider: agents on this machine, labelled with the pool, with node
-        ids ``pool-<pool>-<n>`` (the static agents are ``local-<n>``). Other providers are not
-        available here (None: the pool shows why)."""
+        ids ``pool-<pool>-<n>`` (the static agents are ``local-<n>``). An ``aws`` pool's: EC2
+        through CreateFleet (``_aws_provider``). Other providers are not available here (None:
+        the pool shows why)."""
+        if pool.provider == "aws" and self.grpc_addr:
+            return self._aws_provider(pool)
         if pool.provider != "local" or not self.grpc_addr:
             return None
         cfg = self.config
@@ -238,6 +279,59 @@ class ControlPlane:
                              gpus_per_node=cfg.gpus_per_agent, gpu_type=cfg.gpu_type,
                              extra_args=(*cfg.agent_args, f"--label={POOL_LABEL}={pool.name}"),
                              node_prefix=f"pool-{pool.name}")
+
+    def _aws_provider(self, pool: NodePoolSpec) -> NodeProvider:
+        aws = self.config.aws
+        if not aws.region:
+            raise ValueError("start the control plane with --aws-region (and AWS credentials) for aws pools")
+        from hyperion.providers.aws import AwsProvider
+
+        options = {k: v for k, v in (("ami", aws.ami), ("install_command", aws.install_command),
+                                     ("hyperiond", aws.hyperiond)) if v}
+        return AwsProvider(aws.region, self.cluster_id, aws.control_plane_address or self.grpc_addr,
+                           self._bootstrap_minter(f"pool {pool.name}"), pool=pool.name,
+                           instance_types=pool.instance_types, capacity_types=pool.capacity_types,
+                           subnet_ids=aws.subnet_ids, security_group_ids=aws.security_group_ids,
+                           instance_profile=aws.instance_profile, key_name=aws.key_name,
+                           endpoint_url=aws.endpoint_url, **options)
+
+    def _bootstrap_minter(self, purpose: str) -> Callable[[], str]:
+        """``() -> token`` for a provider: a fresh bootstrap token per launch (``api.bootstrap``).
+        Providers call it from a worker thread; the store is written on the event loop."""
+        loop = asyncio.get_running_loop()
+
+        async def on_loop() -> str:
+            return self.hub.bootstrap.mint(self.clock.now(), purpose)
+
+        def mint() -> str:
+            try:
+                here = asyncio.get_running_loop()
+            except RuntimeError:
+                here = None
+            if here is loop:
+                return self.hub.bootstrap.mint(self.clock.now(), purpose)
+            return asyncio.run_coroutine_threadsafe(on_loop(), loop).result(timeout=30)
+
+        return mint
+
+    async def _cloud_chores(self) -> None:
+        from hyperion.providers.aws_events import SqsInterruptions
+        from hyperion.runtime.cloud_chores import CloudChores
+
+        aws = self.config.aws
+        queue = SqsInterruptions(aws.sqs_queue_url, aws.region, endpoint_url=aws.endpoint_url) if aws.sqs_queue_url else None
+        self.chores = CloudChores(self.autoscaler, queue, poll_s=aws.sqs_poll_s, sweep_s=aws.sweep_s,
+                                  grace_s=aws.orphan_grace_s)
+        log.info("aws: cluster id %s, region %s%s; orphan sweep every %.0f s (grace %.0f s)", self.cluster_id, aws.region,
+                 f", interruptions from {aws.sqs_queue_url}" if queue else "", aws.sweep_s, aws.orphan_grace_s)
+        await self.chores.run()
+
+    def _agent_spot_notice(self, node_id: str, at: float) -> bool:
+        """A node's agent read the spot interruption notice (EC2 acts at ``at``): its instance is
+        drained and replaced, as for a queue event; False if no pool owns the node."""
+        action = f"EC2 acts in {max(0.0, at - self.clock.now()):.0f} s"
+        return self.autoscaler.notice(self.clock.now(), "spot-interruption", f"the node's agent ({action})",
+                                      node_id=node_id) is not None
 
     def _local_gpus(self) -> int:
         """GPUs a local agent reports when ``--gpus-per-agent`` is not given: what a local node
@@ -253,6 +347,19 @@ class ControlPlane:
             except Exception:
                 self._gpus_here = 0
         return self._gpus_here
+
+
+def ensure_cluster_id(path: Path, given: str | None = None) -> str:
+    """The installation's cluster id: ``given`` (then written), else the file, else a new one."""
+    if given:
+        if not path.exists() or path.read_text().strip() != given:
+            path.write_text(given + "\n")
+        return given
+    if path.exists() and path.read_text().strip():
+        return path.read_text().strip()
+    cluster_id = f"hyp-{secrets.token_hex(6)}"
+    path.write_text(cluster_id + "\n")
+    return cluster_id
 
 
 def _write_json(path: Path, data: dict) -> None:

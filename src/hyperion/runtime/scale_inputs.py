@@ -15,6 +15,7 @@ Glossary:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from hyperion.model import Verdict, VerdictCode
 from hyperion.model.autoscale import Demand, Instance, InstanceOffer, InstanceState, NodePoolSpec
@@ -58,6 +59,18 @@ def offers_of(pool: NodePoolSpec, provider_offers: Iterable[Mapping], default_gp
                                  spot=bool(o.get("spot", False)), zone=str(o.get("zone") or ""),
                                  interruptions_per_h=o.get("interruptions_per_h")))
     return tuple(out)
+
+
+def with_node_types(pool: NodePoolSpec, provider_offers: Iterable[Mapping]) -> NodePoolSpec:
+    """The pool as the decision sees it: its ``instance_types`` name instance types (``g5.xlarge``),
+    the offers name node types (``g5.xlarge:spot`` for the aws provider's spot market), so every
+    node type whose offer's ``instance_type`` the pool allows is added. An empty list stays empty
+    (any type)."""
+    if not pool.instance_types:
+        return pool
+    extra = tuple(sorted({str(o["node_type"]) for o in provider_offers
+                          if o.get("instance_type") in pool.instance_types and o["node_type"] not in pool.instance_types}))
+    return replace(pool, instance_types=pool.instance_types + extra) if extra else pool
 
 
 def used_gpus(state: ClusterState, instances: Iterable[Instance]) -> dict[str, int]:

@@ -455,3 +455,60 @@ def test_codec_round_trips() -> None:
     assert instance_from_dict(instance_to_dict(i)) == i
     pool = NodePoolSpec("gpu", "aws", ("p4d.24xlarge",), ("A100",), ("on-demand",), 1, 3, 60.0, 90.0)
     assert nodepool_from_dict(nodepool_to_dict(pool)) == pool
+
+
+# ---- interruption notices (runtime.cloud_chores, the agents' spot notices) -----------------------
+def test_a_notice_marks_the_instance_once_and_its_job_gets_a_replacement(
+        loop: AutoscalerLoop, service: ControlService, hub: FakeHub, provider: FakeProvider, clock: ManualClock) -> None:
+    from hyperion.providers.aws_events import InterruptionEvent
+    from hyperion.runtime.cloud_chores import CloudChores
+
+    class Queue:
+        def __init__(self, *events: InterruptionEvent) -> None:
+            self.events = list(events)
+
+        async def poll(self, max_messages: int = 10, wait_s: int = 0) -> list[InterruptionEvent]:
+            events, self.events = self.events, []
+            return events
+
+        def drain_errors(self) -> list[ProviderError]:
+            return [ProviderError("sqs-interruptions", "throttled")]
+
+    async def body() -> None:
+        apply_pool(service, max_nodes=2)
+        job_id = submit(service)
+        await loop.tick()
+        await settle(loop)
+        join(service, "fake-1")
+        await loop.tick()
+        run(service, job_id, "fake-1")
+        [i] = service.nodepools.instances.values()
+        chores = CloudChores(loop, Queue(InterruptionEvent("spot-interruption", "fake-1", 50.0, "terminate"),
+                                         InterruptionEvent("rebalance-recommendation", "i-not-ours", 51.0)))
+        assert await chores.poll_interruptions() == 1  # the other instance is not ours: ignored
+        marked = service.nodepools.instances[i.id]
+        assert (marked.notice_at, marked.version, marked.state) == (50.0, i.version + 1, S.READY)
+        assert loop.notice(60.0, "spot-interruption", "the node's agent", node_id="fake-1") == marked  # told already
+        [event] = events(service, "spot-interruption")
+        assert "fake-1" in event["message"] and "SQS" in event["message"]
+        plan = await loop.tick()
+        assert plan is not None and [d.instance_id for d in plan.drains] == [i.id] and hub.drained == ["fake-1"]
+        service.state.update_jobs([lifecycle.requeue(lifecycle.preempt(service.state.jobs[job_id], "drained")[0])])
+        service.verdicts[job_id] = NO_ROOM
+        clock.advance(1.0)
+        plan = await loop.tick()  # the requeued job is demand: a replacement, while the drained one ends
+        await settle(loop)
+        assert plan is not None and len(plan.launches) == 1 and len(provider.launches) == 2
+        assert sorted(states(service)) in (["launching", "terminating"], ["booting", "terminating"])
+
+    asyncio.run(body())
+
+
+def test_a_pool_of_instance_types_allows_their_spot_node_types() -> None:
+    from hyperion.runtime.scale_inputs import with_node_types
+
+    offers = [{"node_type": "g5.xlarge", "instance_type": "g5.xlarge"}, {"node_type": "g5.xlarge:spot", "instance_type": "g5.xlarge"},
+              {"node_type": "p5.48xlarge:spot", "instance_type": "p5.48xlarge"}, {"node_type": "local"}]
+    pool = NodePoolSpec("gpu", "aws", instance_types=("g5.xlarge",))
+    assert with_node_types(pool, offers).instance_types == ("g5.xlarge", "g5.xlarge:spot")
+    assert with_node_types(NodePoolSpec("any", "aws"), offers).instance_types == ()

@@ -131,16 +131,18 @@ class Checkpoint(_message.Message):
     def __init__(self, task: _Optional[_Union[TaskRef, _Mapping]] = ..., at: _Optional[float] = ..., path: _Optional[str] = ..., step: _Optional[int] = ...) -> None: ...
 
 class NodeCondition(_message.Message):
-    __slots__ = ("healthy", "reason", "at", "drain")
+    __slots__ = ("healthy", "reason", "at", "drain", "spot_notice_at")
     HEALTHY_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
     DRAIN_FIELD_NUMBER: _ClassVar[int]
+    SPOT_NOTICE_AT_FIELD_NUMBER: _ClassVar[int]
     healthy: bool
     reason: str
     at: float
     drain: bool
-    def __init__(self, healthy: _Optional[bool] = ..., reason: _Optional[str] = ..., at: _Optional[float] = ..., drain: _Optional[bool] = ...) -> None: ...
+    spot_notice_at: float
+    def __init__(self, healthy: _Optional[bool] = ..., reason: _Optional[str] = ..., at: _Optional[float] = ..., drain: _Optional[bool] = ..., spot_notice_at: _Optional[float] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("at",)
