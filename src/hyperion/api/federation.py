@@ -111,10 +111,18 @@ class Federation:
                 continue
             if isinstance(doc, ClusterDoc):
                 self.members[doc.name] = doc
+        self._templates: dict[str, ClusterView] = {}  # member -> its view at full capacity (catalog prices resolved once)
         self._series: dict[str, tuple[HourlySeries | None, str]] = {}  # grid zone -> (series, where from)
         self._forecasts: dict[tuple[str, float], tuple[float, ...]] = {}
 
     # ---- members ---------------------------------------------------------------------------
+    def template(self, doc: ClusterDoc) -> ClusterView:
+        """The member's view at full capacity with its static carbon, prices looked up once."""
+        view = self._templates.get(doc.name)
+        if view is None:
+            view = self._templates[doc.name] = doc.to_view()
+        return view
+
     def put(self, doc: ClusterDoc) -> str:
         """Create or replace a member; returns ``created``, ``configured`` or ``unchanged``."""
         data = doc.model_dump(mode="json", by_alias=True)
@@ -123,6 +131,7 @@ class Federation:
             return "unchanged"
         self.state.write_records({CLUSTERS + doc.name: data})
         self.members[doc.name] = doc
+        self._templates.pop(doc.name, None)
         return "configured" if old else "created"
 
     def delete(self, name: str) -> bool:
@@ -130,6 +139,7 @@ class Federation:
             return False
         self.state.write_records({}, [CLUSTERS + name])
         del self.members[name]
+        self._templates.pop(name, None)
         return True
 
     def committed(self, exclude: str | None = None) -> dict[str, dict[str, int]]:
@@ -175,7 +185,7 @@ class Federation:
 
     def carbon(self, doc: ClusterDoc, now: float) -> tuple[tuple[float, ...], str]:
         """The member's hourly carbon series from the current hour, and where it comes from."""
-        zone = doc.grid_zone if doc.grid_zone is not None else doc.to_view().grid_zone
+        zone = self.template(doc).grid_zone
         series, source = self._zone_series(zone)
         if series is not None:
             hour = now - now % HOUR
@@ -199,7 +209,7 @@ class Federation:
         for name, doc in sorted(self.members.items()):
             held = committed.get(name, {})
             free = {t: max(0, n - held.get(t, 0)) for t, n in doc.gpus.items()}
-            out.append(doc.to_view(free, self.carbon(doc, now)[0]))
+            out.append(replace(self.template(doc), free_gpus=free, carbon_g_per_kwh=self.carbon(doc, now)[0]))
         return tuple(out)
 
     def decide(self, spec: JobSpec, job_id: str, now: float, estimate: float | None = None,
@@ -234,7 +244,7 @@ class Federation:
 
     def member_view(self, doc: ClusterDoc, now: float, committed: Mapping[str, int], nodes: int) -> dict:
         """A member as ``GET /v1/clusters`` shows it."""
-        view = doc.to_view()
+        view = self.template(doc)
         carbon, source = self.carbon(doc, now)
         return {"name": doc.name, "provider": doc.provider, "region": doc.region, "zone": doc.zone,
                 "grid_zone": view.grid_zone, "country": view.country, "capacity": dict(doc.gpus),

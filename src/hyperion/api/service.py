@@ -214,13 +214,17 @@ class ControlService:
 
     def delete_cluster(self, who: auth.Principal, name: str) -> dict:
         """Remove a member (admin). Jobs already routed to it keep their routing."""
+        return self._delete(who, "Cluster", "federation member", name, self.federation.delete, self.federation.members)
+
+    def _delete(self, who: auth.Principal, kind: str, what: str, name: str, delete, known) -> dict:
+        """Remove the declarative object ``name`` of ``kind`` (admin only) with ``delete(name) ->
+        bool``; a name that is not there is a 404 listing the ``known`` ones."""
         if not who.is_admin:
-            raise Forbidden("only the admin token may delete federation members")
-        if not self.federation.delete(name):
-            known = ", ".join(sorted(self.federation.members)) or "none"
-            raise NotFound(f"no federation member {name!r}; members: {known}")
+            raise Forbidden(f"only the admin token may delete a {what}")
+        if not delete(name):
+            raise NotFound(f"no {what} {name!r}; known: {', '.join(sorted(known)) or 'none'}")
         self.wake()
-        return {"kind": "Cluster", "name": name, "action": "deleted"}
+        return {"kind": kind, "name": name, "action": "deleted"}
 
     def _new_id(self, name: str) -> str:
         return f"{name[:24].rstrip('-._')}-{''.join(secrets.choice(_ID_ALPHABET) for _ in range(6))}"
@@ -382,13 +386,7 @@ class ControlService:
 
     def delete_nodepool(self, who: auth.Principal, name: str) -> dict:
         """Remove a pool (admin); the autoscaler terminates the instances it still has."""
-        if not who.is_admin:
-            raise Forbidden("only the admin token may delete node pools")
-        if not self.nodepools.delete_pool(name):
-            known = ", ".join(sorted(self.nodepools.pools)) or "none"
-            raise NotFound(f"no node pool {name!r}; node pools: {known}")
-        self.wake()
-        return {"kind": "NodePool", "name": name, "action": "deleted"}
+        return self._delete(who, "NodePool", "node pool", name, self.nodepools.delete_pool, self.nodepools.pools)
 
     # ---- queues --------------------------------------------------------------------------
     def list_queues(self, who: auth.Principal) -> dict:

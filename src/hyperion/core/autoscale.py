@@ -20,8 +20,8 @@ The decision, in phases:
    reported in ``waiting`` with the reason, and launches nothing.
 3. *deadline-aware markets* ("Can't Be Late", NSDI'24: keep enough slack to finish on demand): a
    spot offer is eligible only if ``spot_meets_deadline``: the expected spot run (interruptions
-   and restarts from the last checkpoint, as in ``core.federation.estimate.expected_run_s``, plus
-   ``SPOT_MARGIN``) meets the deadline, and so would an on-demand finish after one interruption;
+   and restarts from the last checkpoint, as in ``core.federation.estimate.expected_run_s``)
+   meets the deadline, and so would an on-demand finish after one interruption;
    otherwise the job gets on-demand capacity.
 4. *floor*: each pool is brought up to ``min_nodes`` with its most preferred, cheapest offer.
 5. *release*: a ready instance idle for its pool's ``idle_timeout_s`` that no job was placed on
@@ -55,7 +55,6 @@ from hyperion.model.autoscale import (
     Terminate,
 )
 
-SPOT_MARGIN = 0.0  # extra share on the expected spot run (the on-demand fallback check is the guarantee)
 DEFAULT_INTERRUPTIONS_PER_H = 0.05  # where an offer does not say
 
 
@@ -192,7 +191,7 @@ def _spot_in_time(job: Demand, snap: ScaleSnapshot, pools: dict[str, NodePoolSpe
 def spot_meets_deadline(job: Demand, now: float, boot_s: float, interruptions_per_h: float) -> bool:
     """Whether a spot run started ``now`` is expected to meet the job's deadline, and could still
     meet it on demand after one interruption (the safety of "Can't Be Late", NSDI'24):
-    - ``now + boot + expected spot run x (1 + SPOT_MARGIN) <= deadline``, the run inflated by
+    - ``now + boot + expected spot run <= deadline``, the run inflated by
       interruptions with restarts from the last checkpoint;
     - ``now + 2 x boot + checkpoint interval + estimate <= deadline``: an interruption at any
       moment loses at most one checkpoint interval of progress, and a machine on demand then
@@ -206,7 +205,7 @@ def spot_meets_deadline(job: Demand, now: float, boot_s: float, interruptions_pe
     estimate = job.runtime_estimate_s
     run = expected_run_s(estimate, interruptions_per_h, job.checkpoint_interval_s)
     lose = estimate if job.checkpoint_interval_s is None else min(job.checkpoint_interval_s, estimate)
-    return (now + boot_s + run * (1 + SPOT_MARGIN) <= job.deadline
+    return (now + boot_s + run <= job.deadline
             and now + 2 * boot_s + lose + estimate <= job.deadline)
 
 
