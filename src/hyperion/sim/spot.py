@@ -22,8 +22,8 @@ exogenous, so jobs do not compete):
 - ``mix`` (Hyperion): at submission and after every interruption the job is decided by
   ``core.autoscale.reconcile``, the live autoscaler's decision, over the zones that have
   capacity and on-demand: spot when a spot run (expected rework included) still meets the
-  deadline and an on-demand finish after one interruption still would, in the zone whose price and interruption rate make the run cheapest,
-  otherwise on demand, where it then stays. Without spot capacity anywhere it waits ``poll_s``
+  deadline and an on-demand finish after one interruption still would, in the zone whose price
+  and interruption rate make the run cheapest, otherwise on demand, where it then stays. Without spot capacity anywhere it waits ``poll_s``
   at a time while a spot run would still meet the deadline after the wait
   (``core.autoscale.spot_meets_deadline``), and goes on demand when it would not ("Can't Be
   Late", NSDI'24, in its simplest form).
