@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
+from hyperion.core.plugins.federation import CLUSTER_LABEL
 from hyperion.model.autoscale import Instance, InstanceState, NodePoolSpec, check_instance_transition
 from hyperion.model.codec import instance_from_dict, instance_to_dict, nodepool_from_dict, nodepool_to_dict
 from hyperion.store.objects import ClusterState
@@ -140,10 +141,16 @@ class NodePools:
         return out
 
 
+def pool_labels(p: NodePoolSpec) -> dict[str, str]:
+    """The labels a pool's nodes' agents carry: the pool, and the federation member they join."""
+    return {POOL_LABEL: p.name, **({CLUSTER_LABEL: p.cluster} if p.cluster else {})}
+
+
 def pool_view(p: NodePoolSpec) -> dict:
     return {"name": p.name, "provider": p.provider, "instance_types": list(p.instance_types), "gpu_types": list(p.gpu_types),
             "capacity_types": list(p.capacity_types), "min_nodes": p.min_nodes, "max_nodes": p.max_nodes,
-            "idle_timeout_s": p.idle_timeout_s, "boot_s": p.boot_s}
+            "idle_timeout_s": p.idle_timeout_s, "boot_s": p.boot_s, "cluster": p.cluster,
+            "consolidate_after_s": p.consolidate_after_s}
 
 
 def instance_view(i: Instance) -> dict:

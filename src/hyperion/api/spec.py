@@ -704,7 +704,11 @@ class ClusterDoc(_Document):
 class NodePoolDoc(_Document):
     """A set of machines a provider launches on demand (Karpenter's NodePool): which instance or
     GPU types, which capacity types in order of preference, how many nodes at least and at most,
-    and how long a node may stay idle before it is released (``min_nodes: 0`` scales to zero)."""
+    and how long a node may stay idle before it is released (``min_nodes: 0`` scales to zero).
+    ``cluster``: the federation member (``kind: Cluster``) whose capacity it is: its nodes join that
+    member and it launches only for jobs routed there (a cloud member jobs burst to).
+    ``consolidate_after``: how long a node must have run the same jobs before the autoscaler may
+    move them (checkpointable jobs only) to other nodes of the pool and release it; none: never."""
 
     kind: Literal["NodePool"] = "NodePool"
     name: Name
@@ -716,6 +720,8 @@ class NodePoolDoc(_Document):
     max_nodes: Count = 10
     idle_timeout: Seconds = 600.0
     boot_time: Seconds = 120.0
+    cluster: Name | None = None
+    consolidate_after: Seconds | None = None
 
     @model_validator(mode="after")
     def _cross_check(self) -> NodePoolDoc:
@@ -730,7 +736,8 @@ class NodePoolDoc(_Document):
 
     def to_spec(self) -> NodePoolSpec:
         return NodePoolSpec(self.name, self.provider, tuple(self.instance_types), tuple(self.gpu_types),
-                            tuple(self.capacity_types), self.min_nodes, self.max_nodes, self.idle_timeout, self.boot_time)
+                            tuple(self.capacity_types), self.min_nodes, self.max_nodes, self.idle_timeout, self.boot_time,
+                            self.cluster, self.consolidate_after)
 
 
 def _amount(key: str, v: int) -> str:

@@ -13,7 +13,8 @@ The decision, in phases:
    hand (first fit, in a stable order), then into machines launched for it: per replica, the
    cheapest eligible offer that holds it, where *eligible* means the job's pool (if pinned), the
    pool's instance and GPU types, a capacity type the pool allows, and spot only for a job that
-   tolerates interruption and whose deadline a spot run still meets (below). Offers rank by the
+   tolerates interruption and whose deadline a spot run still meets (below); and the pool's
+   federation member is the job's (``NodePoolSpec.cluster``, ``Demand.cluster``). Offers rank by the
    pool's capacity-type preference, then by what the machines the job needs cost per hour (spot
    inflated by its expected rework), then by name. Machines launched for one job are shared by later jobs of the same call. A pool never
    exceeds ``max_nodes`` (live instances plus launches); a job that cannot be placed whole is
@@ -65,13 +66,15 @@ class _Bin:
     gpu_type: str | None
     spot: bool
     free: int
+    cluster: str | None = None  # the federation member of its pool
 
 
 def reconcile(snap: ScaleSnapshot) -> ScalePlan:
     pools = {p.name: p for p in snap.pools}
     live = [i for i in snap.instances if i.state.live and i.pool in pools]
     count = {name: sum(1 for i in live if i.pool == name) for name in pools}
-    bins = [_Bin(i.id, i.pool, i.gpu_type, i.spot, _free(i, snap)) for i in sorted(live, key=_instance_order)
+    bins = [_Bin(i.id, i.pool, i.gpu_type, i.spot, _free(i, snap), pools[i.pool].cluster)
+            for i in sorted(live, key=_instance_order)
             if i.state is not InstanceState.DRAINING and i.notice_at is None]
     launches: list[Launch] = []
     waiting: dict[str, str] = {}
@@ -85,7 +88,8 @@ def reconcile(snap: ScaleSnapshot) -> ScalePlan:
         serial += len(new)
         for launch in new:
             count[launch.pool] += launch.count
-            bins += [_Bin(f"{launch.request_id}#{k}", launch.pool, launch.gpu_type, launch.spot, launch.gpus)
+            bins += [_Bin(f"{launch.request_id}#{k}", launch.pool, launch.gpu_type, launch.spot, launch.gpus,
+                          pools[launch.pool].cluster)
                      for k in range(launch.count)]
         _take(bins, fit, job.gpus_per_replica)
         launches += new
@@ -118,8 +122,8 @@ def _demand_order(d: Demand) -> tuple:
 
 
 def _compatible(b: _Bin, job: Demand) -> bool:
-    return ((job.pool is None or b.pool == job.pool) and (job.gpu_type is None or b.gpu_type == job.gpu_type)
-            and (job.spot_ok or not b.spot))
+    return ((job.pool is None or b.pool == job.pool) and b.cluster == job.cluster
+            and (job.gpu_type is None or b.gpu_type == job.gpu_type) and (job.spot_ok or not b.spot))
 
 
 def _fits(bins: Iterable[_Bin], job: Demand) -> list[tuple[str, int]]:
@@ -156,6 +160,8 @@ def _place(job: Demand, bins: list[_Bin], snap: ScaleSnapshot, pools: dict[str, 
     for pool in sorted(pools.values(), key=lambda p: p.name):
         if job.pool is not None and pool.name != job.pool:
             continue
+        if pool.cluster != job.cluster:
+            continue
         if job.gpu_type is not None and pool.gpu_types and job.gpu_type not in pool.gpu_types:
             reasons.append(f"pool {pool.name}: no {job.gpu_type}")
             continue
@@ -178,7 +184,9 @@ def _place(job: Demand, bins: list[_Bin], snap: ScaleSnapshot, pools: dict[str, 
         keys = [(f"{launch.request_id}#{k}", min(per, left - k * per)) for k in range(need)]
         return fit + keys, [launch], None
     if not reasons:
-        reasons.append("no node pool may hold it" + ("" if job.pool is None else f" (it is pinned to {job.pool!r})"))
+        reasons.append("no node pool may hold it" + ("" if job.pool is None else f" (it is pinned to {job.pool!r})")
+                       + ("" if job.cluster is None else f" (it is routed to federation member {job.cluster!r}, "
+                                                          "and no pool's nodes join it)"))
     return [], [], "; ".join(reasons)
 
 

@@ -11,7 +11,9 @@ Glossary:
   with each write so a stale writer can be refused.
 - *offer* (``InstanceOffer``): one instance type a pool may launch, in one zone, on one capacity
   type, with its price and (for spot) its expected interruption rate.
-- *demand*: a pending job the current nodes cannot take; each replica must fit on one machine.
+- *demand*: a pending job the current nodes cannot take; each replica must fit on one machine. A
+  job the federation routed to a member (``Demand.cluster``) can use only the pools whose nodes
+  join that member (``NodePoolSpec.cluster``); a job routed nowhere only pools that join none.
 - *plan* (``ScalePlan``): launches (with a request id that makes them idempotent), terminations,
   drains, and why each job that still cannot run cannot.
 
@@ -81,6 +83,8 @@ class NodePoolSpec:
     max_nodes: int = 10
     idle_timeout_s: float = 600.0  # a ready node without tasks this long is released (down to min_nodes)
     boot_s: float = 120.0  # expected time from request to a ready node (deadline checks)
+    cluster: str | None = None  # the federation member its nodes join (label hyperion.io/cluster); None: none
+    consolidate_after_s: float | None = None  # move checkpointable jobs off an under-used node after this; None: never
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_nodes <= self.max_nodes:
@@ -141,7 +145,8 @@ class Demand:
     checkpoint_interval_s: float | None = None
     submitted_at: float = 0.0
     priority: int = 0
-    pool: str | None = None  # only this pool (e.g. the federation routed it there)
+    pool: str | None = None  # only this pool
+    cluster: str | None = None  # the federation member it is routed to: only pools whose nodes join it
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,7 +46,7 @@ import re
 import shlex
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,12 +163,14 @@ class AwsProvider:
                  ami: str = DEFAULT_AMI, subnet_ids: Sequence[str] = (), security_group_ids: Sequence[str] = (),
                  instance_profile: str | None = None, key_name: str | None = None,
                  install_command: str = DEFAULT_INSTALL, hyperiond: str = DEFAULT_HYPERIOND,
-                 endpoint_url: str | None = None, session: Any = None, catalog: Any = None) -> None:
+                 endpoint_url: str | None = None, session: Any = None, catalog: Any = None,
+                 node_labels: Mapping[str, str] | None = None) -> None:
         if importlib.util.find_spec("boto3") is None:
             raise ImportError(_BOTO3_MISSING)
         if not cluster_id:
             raise ValueError("the aws provider needs a cluster id: it tags and finds its instances by it")
         self.region, self.cluster_id, self.pool = region, cluster_id, pool
+        self.node_labels = dict(node_labels or {})  # more labels for its nodes' agents (e.g. the federation member)
         self.control_plane = control_plane
         self._bootstrap_token = bootstrap_token
         self.ami, self.subnet_ids, self.security_group_ids = ami, tuple(subnet_ids), tuple(security_group_ids)
@@ -241,7 +243,7 @@ class AwsProvider:
                         self._tokens.pop(next(iter(self._tokens)))
             _redact(token)
             labels = {"aws/instance-type": instance_type, "aws/capacity-type": SPOT if spot else ON_DEMAND,
-                      "aws/region": self.region, "hyperion.io/pool": self.pool}
+                      "aws/region": self.region, "hyperion.io/pool": self.pool, **self.node_labels}
             try:
                 script = render_user_data(self.control_plane, token, node_labels=labels,
                                           install_command=self.install_command, hyperiond=self.hyperiond,

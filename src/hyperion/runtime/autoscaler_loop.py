@@ -76,9 +76,9 @@ class AutoscalerLoop:
 
     # ---- providers -----------------------------------------------------------------------
     def provider(self, pool: NodePoolSpec) -> NodeProvider | None:
-        """The pool's provider, built once per pool definition (same provider kind)."""
+        """The pool's provider, built once per pool definition (same provider kind and member)."""
         cached = self._providers.get(pool.name)
-        if cached is not None and cached[0].provider == pool.provider:
+        if cached is not None and (cached[0].provider, cached[0].cluster) == (pool.provider, pool.cluster):
             return cached[1]
         try:
             p = self._factory(pool)
@@ -137,7 +137,7 @@ class AutoscalerLoop:
             pools.append(pool)
         instances = tuple(self.pools.instances.values())
         return ScaleSnapshot(now=now, seed=self.ticks, pools=tuple(pools), offers=tuple(offers),
-                             instances=instances, demand=demand_of(self.state, self.service.verdicts),
+                             instances=instances, demand=demand_of(self.state, self.service.verdicts, now),
                              used_gpus=used_gpus(self.state, instances))
 
     # ---- phase 1: provider errors ----------------------------------------------------------

@@ -40,7 +40,7 @@ from hyperion.api.agents import AgentHub
 from hyperion.api.federation import FederationConfig, FederationConfigError
 from hyperion.api.grpc_server import add_services
 from hyperion.api.logs import LogStore
-from hyperion.api.nodepools import POOL_LABEL
+from hyperion.api.nodepools import pool_labels
 from hyperion.api.rest import build_app
 from hyperion.api.service import ControlService
 from hyperion.core import PROFILES, ProfileError
@@ -277,7 +277,7 @@ class ControlPlane:
         cfg = self.config
         return LocalProvider(cfg.data_dir, self.grpc_addr, cfg.data_dir / "agent.token",
                              gpus_per_node=cfg.gpus_per_agent, gpu_type=cfg.gpu_type,
-                             extra_args=(*cfg.agent_args, f"--label={POOL_LABEL}={pool.name}"),
+                             extra_args=(*cfg.agent_args, *(f"--label={k}={v}" for k, v in pool_labels(pool).items())),
                              node_prefix=f"pool-{pool.name}")
 
     def _aws_provider(self, pool: NodePoolSpec) -> NodeProvider:
@@ -293,7 +293,7 @@ class ControlPlane:
                            instance_types=pool.instance_types, capacity_types=pool.capacity_types,
                            subnet_ids=aws.subnet_ids, security_group_ids=aws.security_group_ids,
                            instance_profile=aws.instance_profile, key_name=aws.key_name,
-                           endpoint_url=aws.endpoint_url, **options)
+                           endpoint_url=aws.endpoint_url, node_labels=pool_labels(pool), **options)
 
     def _bootstrap_minter(self, purpose: str) -> Callable[[], str]:
         """``() -> token`` for a provider: a fresh bootstrap token per launch (``api.bootstrap``).

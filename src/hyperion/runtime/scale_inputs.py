@@ -5,9 +5,10 @@ on each instance's node. Functions of the state they are given: no I/O, no clock
 Glossary:
 - *demand*: a pending job the last scheduling cycle could not place for lack of capacity: its
   verdict is UNSCHEDULABLE or UNRESOLVABLE and came from node fit or a backfill reservation
-  (``DEMAND_PLUGINS``). A job held by its budget, its quota, the federation (a delayed start, a
-  member elsewhere) or waiting for preemption victims to stop is not demand: more machines would
-  not start it.
+  (``DEMAND_PLUGINS``), or the federation gate holds it because its member has no node yet. A
+  job held by its budget, its quota, the federation's delayed start or waiting for preemption
+  victims to stop is not demand: more machines would not start it. A routed job is demand for the
+  pools whose nodes join its member only (``Demand.cluster``).
 - *offer*: one node type a pool's provider launches (the ``NodeProvider.offers`` dicts), as an
   ``InstanceOffer`` of that pool.
 """
@@ -19,6 +20,7 @@ from dataclasses import replace
 
 from hyperion.model import Verdict, VerdictCode
 from hyperion.model.autoscale import Demand, Instance, InstanceOffer, InstanceState, NodePoolSpec
+from hyperion.model.federation import Routing
 from hyperion.store.objects import ClusterState
 
 DEMAND_PLUGINS = frozenset({"node-fit", "backfill"})
@@ -29,22 +31,31 @@ def is_demand(verdict: Verdict | None) -> bool:
     return verdict is not None and verdict.code in DEMAND_CODES and verdict.plugin in DEMAND_PLUGINS
 
 
-def demand_of(state: ClusterState, verdicts: Mapping[str, Verdict]) -> tuple[Demand, ...]:
+def demand_of(state: ClusterState, verdicts: Mapping[str, Verdict], now: float) -> tuple[Demand, ...]:
     """The pending jobs that more capacity would start, as the autoscaler's ``Demand``."""
     out = []
     for job_id in state.pending:
-        if not is_demand(verdicts.get(job_id)):
-            continue
         job = state.jobs[job_id]
-        s = job.spec
         routed = job.routed
+        verdict = verdicts.get(job_id)
+        if not (is_demand(verdict) or (routed is not None and _waits_for_member_nodes(verdict, routed, now))):
+            continue
+        s = job.spec
         estimate = s.runtime_estimate_s if s.runtime_estimate_s is not None else state.runtime_estimate(s.team, s.user)
         out.append(Demand(job_id=job.id, gpus_per_replica=s.resources.gpus, replicas=s.replicas,
                           gpu_type=s.gpu_type or (routed.gpu_type if routed is not None else None) or None,
                           spot_ok=bool(s.checkpoint_dir) or job.last_checkpoint_at is not None,
                           deadline=s.deadline, runtime_estimate_s=estimate, submitted_at=job.submitted_at,
-                          priority=int(s.priority) * 1_000_000 + s.priority_value))
+                          priority=int(s.priority) * 1_000_000 + s.priority_value,
+                          cluster=routed.cluster if routed is not None else None))
     return tuple(out)
+
+
+def _waits_for_member_nodes(verdict: Verdict | None, routed: Routing, now: float) -> bool:
+    """The federation gate holds the job because its member has no node yet (not because it
+    waits for a later hour): nodes of a pool that joins the member would start it."""
+    return (verdict is not None and verdict.plugin == "federation" and verdict.code in DEMAND_CODES
+            and (routed.start_after is None or routed.start_after <= now))
 
 
 def offers_of(pool: NodePoolSpec, provider_offers: Iterable[Mapping], default_gpus: int = 0) -> tuple[InstanceOffer, ...]:

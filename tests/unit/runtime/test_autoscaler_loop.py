@@ -182,7 +182,7 @@ def apply_pool(service: ControlService, **changes) -> None:
 ])
 def test_demand_is_what_more_capacity_would_start(service: ControlService, verdict: Verdict | None, is_demand: bool) -> None:
     job_id = submit(service, gpus=2, replicas=3, verdict=verdict)
-    demand = demand_of(service.state, service.verdicts)
+    demand = demand_of(service.state, service.verdicts, service.clock.now())
     if not is_demand:
         assert demand == ()
         return
