@@ -3,11 +3,16 @@
 and succeeds; after the idle timeout the pool is back to zero (every instance terminated, no agent
 process left, no node listed). A gang of two replicas that each need a whole node makes it launch
 two. Submit-to-start with zero nodes is printed (the benchmark, bench/autoscale_bench.py, reports
-it properly)."""
+it properly). With ``consolidate_after``, a node whose checkpointing job fits on the pool's other
+node is drained: the job checkpoints, resumes there from its checkpoint and succeeds, and the
+drained node is terminated."""
 
 from __future__ import annotations
 
+import json
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +23,7 @@ pytestmark = pytest.mark.integration
 POOL = {"kind": "NodePool", "name": "gpu", "provider": "local", "min_nodes": 0, "max_nodes": 4, "idle_timeout": "3s",
         "capacity_types": ["on-demand"]}
 IDLE_TIMEOUT = 3.0
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "checkpoint"
 
 
 @pytest.fixture
@@ -99,3 +105,35 @@ def test_deleting_the_pool_terminates_its_instances(cluster: LocalCluster) -> No
     c.wait(lambda: admin.get("/v1/nodepools").json()["items"], lambda items: items == [], 15,
            "the deleted pool's instances terminated")
     assert admin.delete("/v1/nodepools/gpu").status_code == 404
+
+
+def test_an_under_used_node_is_consolidated_and_its_job_resumes_on_the_other(make_cluster, tmp_path: Path) -> None:
+    c = make_cluster(agents=0, gpus_per_agent=2, node_timeout=5.0)
+    admin = c.client()
+    consolidating = {**POOL, "idle_timeout": "120s", "consolidate_after": "1s"}
+    assert admin.post("/v1/apply", json={"documents": [consolidating]}).status_code == 200
+
+    gang = c.submit(job("gang", "true", gpus=2, replicas=2))  # two nodes of 2 GPUs, idle once it is done
+    assert c.wait_jobs([gang["id"]], timeout=30)[gang["id"]]["phase"] == "succeeded"
+    c.wait(lambda: pool(c)["instances"], lambda items: [i["state"] for i in items] == ["ready", "ready"], 10,
+           "two ready nodes")
+
+    out, steps = tmp_path / "counter.json", 100
+    counter = c.submit({**job("count", ""), "checkpoint_dir": str(tmp_path / "ckpt"), "grace_period": "10s",
+                        "command": [sys.executable, str(EXAMPLES / "counter.py"), "--steps", str(steps),
+                                    "--every", "5", "--sleep", "0.05", "--out", str(out)]})
+    done = c.wait_jobs([counter["id"]], timeout=60)[counter["id"]]
+    assert (done["phase"], done["attempt"], done["failures"]) == ("succeeded", 2, 0), done
+    result = json.loads(out.read_text())
+    assert result["resumed_from"] is not None and result["resumed_from"] >= 5, result  # from its checkpoint, not 0
+    assert result["total"] == sum(k * k for k in range(1, steps + 1)) and result["attempt"] == 2
+
+    second = done["placements"][0]["node"]
+    instances = c.wait(lambda: pool(c)["instances"], lambda items: any(i["state"] == "terminated" for i in items), 30,
+                       "the consolidated node terminated")
+    [drained] = [i for i in instances if i["state"] == "terminated"]
+    [kept] = [i for i in instances if i["state"] != "terminated"]
+    assert kept["node_id"] == second and drained["node_id"] != second and kept["state"] == "ready"
+    events = admin.get("/v1/dashboard/events", params={"limit": 200}).json()["items"]
+    [consolidation] = [e for e in events if e["kind"] == "scale-down" and "consolidation" in e["message"]]
+    assert drained["id"] in consolidation["message"] and kept["id"] in consolidation["message"]

@@ -12,7 +12,11 @@ sentence that says what happened and why), and the ``job``, ``team`` and ``node`
   ``budget-rejected``: admission kept a job back, or refused it, for its budget;
 - ``idle-reclaimed``: a job whose GPUs stayed idle was stopped with a checkpoint;
 - ``scale-up``, ``scale-down``, ``scale-failed``: the autoscaler asked a node pool's provider for
-  machines, released (or drained) them, or the provider could not do what it was asked.
+  machines, released (or drained) them, or the provider could not do what it was asked;
+  ``spot-interruption``: a spot instance's interruption notice; ``orphan-swept``: instances tagged
+  as ours that the store did not know were terminated;
+- ``burst``: a job waiting too long in a queueing federation member's queue went to another
+  member; ``burst-refused``: it was due to, but no other member could run it (the reason).
 
 Each event is one store record (``records/events/<seq>``), written when it happens, so the log
 survives restarts; the newest ``keep`` are kept (older ones are deleted in batches). Reads are
@@ -34,7 +38,8 @@ log = logging.getLogger("hyperion.events")
 PREFIX = "events/"
 COUNTS = "events-counts"
 KINDS = ("preempted", "handover", "node-lost", "node-condition", "budget-warning", "budget-held",
-         "budget-rejected", "idle-reclaimed", "scale-up", "scale-down", "scale-failed", "spot-interruption", "orphan-swept")
+         "budget-rejected", "idle-reclaimed", "scale-up", "scale-down", "scale-failed", "spot-interruption", "orphan-swept",
+         "burst", "burst-refused")
 
 
 class EventLog:

@@ -14,6 +14,8 @@ Glossary:
   ``carbon_intensity``; else unknown.
 - *routing*: the decision stored with the job (``model.federation.Routing``); the scheduler's
   ``federation`` plugin then keeps the job on its member's nodes and until its start time.
+- *burst*: a job waiting in a queueing member's queue (``burst_after``) decided again on the other
+  members that can run it now (``ControlService.burst``); its routing then says ``burst_from``.
 
 With no member, nothing here runs: submission is what it was without a federation.
 """
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -203,24 +205,31 @@ class Federation:
         return (), "unknown"
 
     # ---- the decision ----------------------------------------------------------------------
-    def views(self, now: float, exclude: str | None = None) -> tuple[ClusterView, ...]:
+    def views(self, now: float, exclude: str | None = None, members: Collection[str] | None = None,
+              queue: bool = True) -> tuple[ClusterView, ...]:
+        """The members (only ``members``, when given) as the decision sees them now; with
+        ``queue=False`` no member takes a job beyond its free GPUs (a burst goes where it runs now)."""
         committed = self.committed(exclude)
         out = []
         for name, doc in sorted(self.members.items()):
+            if members is not None and name not in members:
+                continue
             held = committed.get(name, {})
             free = {t: max(0, n - held.get(t, 0)) for t, n in doc.gpus.items()}
-            out.append(replace(self.template(doc), free_gpus=free, carbon_g_per_kwh=self.carbon(doc, now)[0]))
+            view = replace(self.template(doc), free_gpus=free, carbon_g_per_kwh=self.carbon(doc, now)[0])
+            out.append(view if queue else replace(view, queues=False))
         return tuple(out)
 
     def decide(self, spec: JobSpec, job_id: str, now: float, estimate: float | None = None,
                budget_left: float | None = None, team_weights: tuple[tuple[str, float], ...] = (),
-               submitted_at: float | None = None, cost_cap_usd: float | None = None
-               ) -> tuple[FedDecision, Routing | None]:
+               submitted_at: float | None = None, cost_cap_usd: float | None = None,
+               members: Collection[str] | None = None, queue: bool = True) -> tuple[FedDecision, Routing | None]:
         """Where the job goes on the members as they are now; the routing to store (None: nowhere).
         ``submitted_at``, ``cost_cap_usd``: of a stored job decided again when its delay ended (its
-        own GPUs are not counted as committed; it keeps the cost cap of its first delay)."""
+        own GPUs are not counted as committed; it keeps the cost cap of its first delay).
+        ``members``, ``queue``: see ``views`` (a burst)."""
         job = replace(fed_job(spec, job_id, now, estimate, submitted_at), cost_cap_usd=cost_cap_usd)
-        views = self.views(now, exclude=job_id if submitted_at is not None else None)
+        views = self.views(now, exclude=job_id if submitted_at is not None else None, members=members, queue=queue)
         snapshot = FedSnapshot(now=now, seed=int(now), clusters=views, jobs=(job,),
                                team_budget_left={spec.team: budget_left} if budget_left is not None else {},
                                team_weights={spec.team: dict(team_weights)} if team_weights else {})
@@ -278,7 +287,7 @@ def routing_view(r: Routing) -> dict:
     return {"cluster": r.cluster, "profile": r.profile, "decided_at": r.decided_at, "gpu_type": r.gpu_type,
             "market": "spot" if r.spot else "on-demand", "start_delay_s": r.start_delay_s, "start_after": r.start_after,
             "waits_for": r.waits_for() or None, "expected_usd": r.expected_usd, "expected_carbon_g": r.expected_carbon_g,
-            "expected_end": r.expected_end, "score": r.score,
+            "expected_end": r.expected_end, "score": r.score, "burst_from": r.burst_from, "burst_wait_s": r.burst_wait_s,
             "rejected": [{"cluster": c, "reason": why} for c, why in r.rejected]}
 
 

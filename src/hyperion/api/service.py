@@ -14,7 +14,7 @@ from __future__ import annotations
 import secrets
 import string
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Protocol
 
@@ -40,6 +40,7 @@ from hyperion.api.spec import (
 )
 from hyperion.api.views import job_view, node_view, queue_view
 from hyperion.core import Explanation, budget, idle, lifecycle
+from hyperion.core.explain import waits_for_capacity
 from hyperion.model import Job, NodeMetrics, Phase, Placement, Team, Verdict
 from hyperion.model.queue import DEFAULT_QUEUE, unlimited
 from hyperion.ports.clock import Clock
@@ -82,6 +83,7 @@ class ControlService:
         # set by the scheduler loop: team -> (USD, GPU-hours) its running jobs are still expected to use
         self.commitments: Callable[[float, dict], dict[str, tuple[float, float]]] = lambda now, prices: {}
         self.explain_many: Callable[[Iterable[str]], dict[str, Explanation]] = lambda job_ids: {}  # ditto, on one snapshot
+        self.burst_notes: dict[str, str] = {}  # job -> why it waits in its member's queue although it is due to burst
 
     # ---- identity ------------------------------------------------------------------------
     def authenticate(self, token: str | None) -> auth.Principal:
@@ -148,17 +150,23 @@ class ControlService:
             raise Invalid(f"job rejected: {why}", [{"loc": ["resources"], "line": None, "msg": why}])
 
     # ---- federation (api.federation; docs/federation.md) --------------------------------
-    def _decide(self, spec, now: float, job: Job | None = None):
+    def _decide(self, spec, now: float, job: Job | None = None, members: Collection[str] | None = None,
+                burst: bool = False):
         estimate = spec.runtime_estimate_s
         if estimate is None:
             estimate = self.state.runtime_estimate(spec.team, spec.user)
-        # ``action: reject`` budgets bound the expected cost (a ``hold`` budget's gate keeps the job pending instead)
+        # ``action: reject`` budgets bound the expected cost (a ``hold`` budget's gate keeps the job pending instead);
+        # a burst must fit every budget of the team, after what its running jobs are still expected to cost
         lefts = [v.usd - v.spent_usd for v in self.accountant.views(now)
-                 if v.team == spec.team and v.usd is not None and v.action == "reject"]
+                 if v.team == spec.team and v.usd is not None and (burst or v.action == "reject")]
+        if burst and lefts:
+            committed = self.commitments(now, self.accountant.prices()).get(spec.team, (0.0, 0.0))[0]
+            lefts = [left - committed for left in lefts]
         team = self.state.teams.get(spec.team)
         return self.federation.decide(spec, job.id if job else "new", now, estimate, min(lefts) if lefts else None,
                                       team.placement_weights if team else (), job.submitted_at if job else None,
-                                      job.routed.cost_cap_usd if job and job.routed else None)
+                                      None if burst else job.routed.cost_cap_usd if job and job.routed else None,
+                                      members=members, queue=not burst)
 
     def redecide_due(self) -> int:
         """Decide again each federated job whose delay has ended, on the members and forecast of now
@@ -179,6 +187,78 @@ class ControlService:
             changed.append(replace(job, routed=routed))
         self.state.update_jobs(changed)
         return len(changed)
+
+    # ---- bursting (docs/federation.md, Bursting) --------------------------------------------
+    def burst_candidates(self) -> list[str]:
+        """Pending jobs waiting for GPUs in the queue of a member with ``burst_after`` (not
+        delayed, not burst already): the scheduler loop asks ``burst`` about them with their
+        estimated starts."""
+        if not self.federation.members:
+            return []
+        now = self.clock.now()
+        out = []
+        for job_id in self.state.pending:
+            job = self.state.jobs[job_id]
+            r = job.routed
+            if r is None or r.burst_from is not None or (r.start_after is not None and r.start_after > now):
+                continue
+            member = self.federation.members.get(r.cluster)
+            if member is None or member.burst_after is None:
+                continue
+            if waits_for_capacity(self.verdicts.get(job_id), r, now):
+                out.append(job_id)
+        for gone in set(self.burst_notes) - set(out):
+            del self.burst_notes[gone]
+        return out
+
+    def burst(self, explained: Mapping[str, Explanation]) -> int:
+        """Burst each candidate whose expected wait in its member's queue is longer than the
+        member's ``burst_after`` (when the wait is unknown: once it has waited that long there) to
+        the best other member that can run it now: one with free GPUs (no other queue) and nodes
+        or a node pool that joins it, chosen by the federation's scoring within what the team's
+        budgets have left after its running jobs. A job that nowhere else can take keeps waiting,
+        and ``burst_notes`` (shown by explain) says why. Returns how many jobs were burst."""
+        now = self.clock.now()
+        running = self._capacity_members()
+        burst = 0
+        for job_id, e in sorted(explained.items()):
+            job = self.state.jobs.get(job_id)
+            if job is None or job.phase is not Phase.PENDING or job.routed is None:
+                continue
+            r = job.routed
+            after = self.federation.members[r.cluster].burst_after
+            wait = None if e.estimated_start is None else max(0.0, e.estimated_start - now)
+            if after is None or (wait is not None and wait <= after) or (wait is None and now - r.decided_at < after):
+                self.burst_notes.pop(job_id, None)
+                continue
+            expected = "unknown" if wait is None else f"{wait:.0f} s"
+            others = (running & self.federation.members.keys()) - {r.cluster}
+            decision, routed = self._decide(job.spec, now, job, members=others, burst=True)
+            if routed is None:
+                why = ("; ".join(f"{c}: {x}" for c, x in sorted(decision.rejected.items())) if others
+                       else "none has a node or a node pool that joins it")
+                note = (f"expected wait on {r.cluster} is {expected} (burst_after {after:.0f} s), but no "
+                        f"other member can run it now: {why or decision.reason}")
+                if self.burst_notes.get(job_id) != note:
+                    self.events.emit("burst-refused", f"job {job_id}: {note}", job=job_id, team=job.team)
+                self.burst_notes[job_id] = note
+                continue
+            routed = replace(routed, burst_from=r.cluster, burst_wait_s=wait)
+            self.state.update_jobs([replace(job, routed=routed)])
+            self.burst_notes.pop(job_id, None)
+            self.verdicts.pop(job_id, None)
+            cost = f", expected ${routed.expected_usd:,.2f}" if routed.expected_usd is not None else ""
+            self.events.emit("burst", f"job {job_id}: expected wait on {r.cluster} is {expected} (burst_after "
+                                      f"{after:.0f} s); burst to {routed.cluster} ({routed.gpu_type or 'CPU'} "
+                                      f"{'spot' if routed.spot else 'on demand'}{cost})", job=job_id, team=job.team)
+            burst += 1
+        if burst:
+            self.wake()
+        return burst
+
+    def _capacity_members(self) -> set[str]:
+        """Members a job can run on soon: with a ready node, or a node pool whose nodes join them."""
+        return set(self.federation.nodes()) | {p.cluster for p in self.nodepools.pools.values() if p.cluster}
 
     def _route(self, spec, now: float):
         """The federation's decision for a job being submitted; a job no member can take is refused,
@@ -296,7 +376,15 @@ class ControlService:
                 "queue": e.queue, "queue_position": e.queue_position, "queue_pending": e.queue_pending,
                 "verdict": verdict.code.value if verdict else None,
                 "reasons": [_attributed(verdict.plugin, r) for r in verdict.reasons] if verdict else [],
-                "estimated_start": e.estimated_start, "estimate_basis": e.estimate_basis}
+                "estimated_start": e.estimated_start, "estimate_basis": e.estimate_basis, "burst": self._burst_view(job)}
+
+    def _burst_view(self, job: Job) -> dict | None:
+        """For a job in a queueing member's queue: when it would burst, and why it has not."""
+        r = job.routed
+        member = self.federation.members.get(r.cluster) if r is not None and r.burst_from is None else None
+        if member is None or member.burst_after is None:
+            return None
+        return {"member": member.name, "after_s": member.burst_after, "note": self.burst_notes.get(job.id)}
 
     def read_logs(self, who: auth.Principal, job_id: str, rank: int, offset: int = 0) -> tuple[bytes, bool]:
         """A rank's log from ``offset``, and whether it is complete: the job has ended and no task

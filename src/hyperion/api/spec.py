@@ -620,6 +620,9 @@ class ClusterDoc(_Document):
     ``grid_zone``, ``country`` and ``location`` default to the shipped region table
     (``providers.regions``); ``carbon_intensity`` is the static gCO2/kWh used where no hourly series
     of the grid zone is given. ``"*"`` in a price or watts mapping is the default for other types.
+    ``burst_after`` makes it a queueing member (an on-prem cluster): jobs routed to it wait in its
+    queue when its GPUs are taken, and one whose expected wait there is longer than this is burst
+    to the best other member that has nodes or a node pool, within its team's budget.
     """
 
     kind: Literal["Cluster"] = "Cluster"
@@ -642,6 +645,7 @@ class ClusterDoc(_Document):
     data: list[Text] = []
     latency_ms: dict[Text, Money] = {}
     accepting: bool = True
+    burst_after: Seconds | None = None
 
     @model_validator(mode="after")
     def _cross_check(self) -> ClusterDoc:
@@ -697,6 +701,7 @@ class ClusterDoc(_Document):
             wan_gbps=self.wan_gbps, data=frozenset(self.data),
             location=self.location if self.location is not None else (table.location if table else None),
             latency_ms=dict(self.latency_ms), accepting=self.accepting,
+            queues=self.burst_after is not None, capacity_gpus=dict(self.gpus),
         )
 
 

@@ -227,6 +227,10 @@ def federation_lines(f: dict[str, Any], now: float) -> list[str]:
     carbon, and every member it did not choose because a hard constraint failed there."""
     gpu = f" {f['gpu_type']}" if f.get("gpu_type") else ""
     lines = [f"federation: member {f['cluster']}{gpu} {f.get('market', 'on-demand')} (profile {f.get('profile', '-')})"]
+    if f.get("burst_from"):
+        wait = f.get("burst_wait_s")
+        lines.append(f"  burst from {f['burst_from']} (expected wait there: "
+                     f"{format_age(wait) if wait is not None else 'unknown'})")
     if f.get("start_after") is not None:
         lines.append(f"  starts after: {format_time(f['start_after'], now)}"
                      + (f" (waits {format_age(f['start_delay_s'])} for {f['waits_for']})" if f.get("waits_for") else ""))
@@ -259,6 +263,10 @@ def explanation(e: dict[str, Any], now: float) -> str:
         lines.append(f"estimated start: {format_time(e['estimated_start'], now)}  ({e['estimate_basis']})")
     else:
         lines.append(f"estimated start: unknown ({e['estimate_basis']})")
+    if e.get("burst"):
+        b = e["burst"]
+        lines.append(f"bursting: to another member once the expected wait on {b['member']} passes "
+                     f"{format_age(b['after_s'])}" + (f"; {b['note']}" if b.get("note") else ""))
     if e.get("ahead"):
         lines.append("ahead of it:")
         rows = [[a["id"] or "(another team's job)", a["team"], a["priority"], a["gpus"]] for a in e["ahead"]]

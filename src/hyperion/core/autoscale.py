@@ -30,6 +30,19 @@ The decision, in phases:
    ``min_nodes: 0``); a failed instance is terminated (clean up); a ready instance with an
    interruption notice is drained (cordoned: its jobs checkpoint and are requeued, and its GPUs
    are not counted in phase 1, so their replacement is launched in phase 2 of the same call).
+6. *consolidate* (Karpenter's consolidation): in each pool with ``consolidate_after_s`` set, at
+   most one ready instance is drained per call when its tasks could run on the pool's other nodes
+   and the pool would cost less. Only a pool nobody wants: no launch for it in this plan, no job
+   of the demand placed on it or waiting for it (one it could hold: not pinned elsewhere, same
+   federation member), and no instance of it draining already (its jobs need the room). The
+   candidate is ready for ``consolidate_after_s``, has no notice, no job placed on it in this
+   call, is not released in phase 5, keeps the pool at or above ``min_nodes`` once gone (not
+   counting instances with a notice either), and has tasks (``ScaleSnapshot.tasks``), all
+   movable (their jobs checkpoint) and all running for ``consolidate_after_s``; they fit, first
+   fit by GPUs decreasing, into the free GPUs (after phase 2) of the pool's other ready instances
+   without notice that phase 5 keeps, a task that asks for a GPU type only on instances of that
+   type. Candidates go fewest used GPUs first, then dearest, then by id. Its jobs checkpoint and are requeued (as for a notice), then the
+   scheduler starts them on the nodes that had room.
 
 Request ids are ``<pool>-<now>-<n>`` (``now`` in whole milliseconds): the same snapshot gives
 the same ids, so a driver that applies a plan twice launches once (providers are idempotent by
@@ -53,6 +66,7 @@ from hyperion.model.autoscale import (
     NodePoolSpec,
     ScalePlan,
     ScaleSnapshot,
+    TaskLoad,
     Terminate,
 )
 
@@ -104,6 +118,8 @@ def reconcile(snap: ScaleSnapshot) -> ScalePlan:
             count[name] += short
     used = {key for keys in placed.values() for key in keys}
     terminations, drains = _release(snap, pools, count, used)
+    drains += _consolidate(snap, pools, count, bins, launches, placed, waiting, used,
+                           {t.instance_id for t in terminations})
     return ScalePlan(snap.now, tuple(launches), tuple(terminations), tuple(drains), waiting, placed)
 
 
@@ -271,3 +287,64 @@ def _release(snap: ScaleSnapshot, pools: dict[str, NodePoolSpec], count: dict[st
                                                         f"(idle timeout {pool.idle_timeout_s:.0f} s)"))
             count[i.pool] -= 1
     return terminations, drains
+
+
+def _consolidate(snap: ScaleSnapshot, pools: dict[str, NodePoolSpec], count: dict[str, int], bins: list[_Bin],
+                 launches: list[Launch], placed: dict[str, tuple[str, ...]], waiting: dict[str, str],
+                 used: set[str], released: set[str]) -> list[Drain]:
+    """Phase 6: at most one drain per pool, of an under-used instance whose movable tasks fit on
+    the pool's other ready instances (``bins`` hold their free GPUs after phase 2). ``used``: the
+    instances a job was placed on in this call; ``released``: those phase 5 terminates. ``count``
+    (live instances and launches per pool) loses the drained ones."""
+    wanted = {launch.pool for launch in launches}
+    pool_of = {b.key: b.pool for b in bins}
+    wanted |= {pool_of[key] for keys in placed.values() for key in keys if key in pool_of}
+    demand = {d.job_id: d for d in snap.demand}
+    for job_id in waiting:
+        job = demand[job_id]
+        wanted |= {name for name, p in pools.items() if job.pool in (None, name) and job.cluster == p.cluster}
+    wanted |= {i.pool for i in snap.instances if i.state is InstanceState.DRAINING}  # its jobs need the room
+    free = {b.key: b.free for b in bins}  # existing instances: ready or coming, not draining, no notice
+    drains: list[Drain] = []
+    for name, pool in sorted(pools.items()):
+        after = pool.consolidate_after_s
+        noticed = sum(1 for i in snap.instances if i.pool == name and i.state.live and i.notice_at is not None)
+        if after is None or name in wanted or count[name] - noticed <= pool.min_nodes:  # noticed ones go anyway
+            continue
+        ready = [i for i in sorted(snap.instances, key=_instance_order)
+                 if i.pool == name and i.state is InstanceState.READY and i.id in free and i.id not in released]
+        candidates = sorted((i for i in ready if i.id not in used and _settled(i, snap, after)),
+                            key=lambda i: (sum(t.gpus for t in snap.tasks[i.id]), -i.usd_per_h, i.id))
+        for i in candidates:
+            fit = _fit_tasks(snap.tasks[i.id], [o for o in ready if o.id != i.id], free)
+            if fit is None:
+                continue
+            count[name] -= 1
+            tasks = snap.tasks[i.id]
+            drains.append(Drain(i.id, name, f"consolidation: its {len(tasks)} task(s) "
+                                            f"({sum(t.gpus for t in tasks)} GPU(s)) fit on {', '.join(fit)}; "
+                                            f"draining it saves ${i.usd_per_h:.2f}/h"))
+            break
+    return drains
+
+
+def _settled(i: Instance, snap: ScaleSnapshot, after: float) -> bool:
+    """Ready for ``after`` seconds and running only movable tasks, each for ``after`` seconds."""
+    tasks = snap.tasks.get(i.id, ())
+    return (bool(tasks) and i.ready_at is not None and snap.now - i.ready_at >= after
+            and all(t.movable and snap.now - t.started_at >= after for t in tasks))
+
+
+def _fit_tasks(tasks: tuple[TaskLoad, ...], targets: list[Instance], free: dict[str, int]) -> list[str] | None:
+    """The instances the tasks go to, first fit by GPUs decreasing into ``free`` (not changed), or
+    None when one does not fit. A task that asks for a GPU type fits only on an instance of it."""
+    room = {o.id: free[o.id] for o in targets}
+    where: dict[str, None] = {}
+    for t in sorted(tasks, key=lambda t: (-t.gpus, t.job_id)):
+        to = next((o for o in targets if room[o.id] >= t.gpus and (t.gpu_type is None or o.gpu_type == t.gpu_type)),
+                  None)
+        if to is None:
+            return None
+        room[to.id] -= t.gpus
+        where[to.id] = None
+    return list(where)

@@ -14,6 +14,12 @@ Glossary:
 - *demand*: a pending job the current nodes cannot take; each replica must fit on one machine. A
   job the federation routed to a member (``Demand.cluster``) can use only the pools whose nodes
   join that member (``NodePoolSpec.cluster``); a job routed nowhere only pools that join none.
+- *task load* (``TaskLoad``, ``ScaleSnapshot.tasks``): one task on a ready instance's node: its
+  job, the GPUs it holds, when it started, and whether it is *movable* (its job checkpoints, so
+  it can be drained and resume elsewhere). Consolidation reads it.
+- *consolidation* (``NodePoolSpec.consolidate_after_s``): draining an under-used node whose
+  movable tasks, all running at least that long, fit in the free GPUs of the pool's other ready
+  nodes, so the pool costs less (Karpenter's idea).
 - *plan* (``ScalePlan``): launches (with a request id that makes them idempotent), terminations,
   drains, and why each job that still cannot run cannot.
 
@@ -150,6 +156,17 @@ class Demand:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskLoad:
+    """One task (a replica of a job) on an instance's node."""
+
+    job_id: str
+    gpus: int
+    movable: bool  # its job checkpoints (a checkpoint dir, or a checkpoint taken): it may be drained and resume
+    started_at: float  # when its current attempt started (or was placed)
+    gpu_type: str | None = None  # the GPU type its job asks for; None: any
+
+
+@dataclass(frozen=True, slots=True)
 class ScaleSnapshot:
     now: float
     seed: int
@@ -158,6 +175,7 @@ class ScaleSnapshot:
     instances: tuple[Instance, ...]
     demand: tuple[Demand, ...]
     used_gpus: Mapping[str, int] = field(default_factory=dict)  # instance id -> GPUs its tasks hold
+    tasks: Mapping[str, tuple[TaskLoad, ...]] = field(default_factory=dict)  # instance id -> the tasks on its node
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,9 @@ Glossary:
   fills it with a forecast (``core.federation.forecast``) or, in the simulator, with the actual
   series (an oracle bound). Hours past its end repeat its last value; an empty series is unknown.
 - *residency*: regions or countries where a job's data may be processed.
+- *queueing member* (``ClusterView.queues``): an on-prem cluster whose queue jobs may join when
+  its GPUs are all taken; the live control plane bursts a job from it to another member when its
+  expected wait there grows past the member's ``burst_after`` (docs/federation.md, Bursting).
 - *market*: on-demand, or spot (cheaper, may be interrupted; only for jobs that tolerate it).
 - *start delay*: temporal shifting; a job with deadline slack may start some whole hours later,
   when the grid is cleaner. A delay is a recommendation: the driver keeps the job pending and
@@ -48,6 +51,8 @@ class ClusterView:
     location: tuple[float, float] | None = None  # (latitude, longitude) in degrees
     latency_ms: Mapping[str, float] = field(default_factory=dict)  # caller region -> round trip, measured
     accepting: bool = True  # False: drained, unreachable or disabled by an operator
+    queues: bool = False  # takes a job beyond its free GPUs (up to capacity_gpus): it waits in this member's queue
+    capacity_gpus: Mapping[str, int] = field(default_factory=dict)  # GPU type -> installed GPUs (queueing members)
 
     def watts(self, gpu_type: str) -> float:
         return self.gpu_watts.get(gpu_type, DEFAULT_GPU_WATTS)
@@ -168,6 +173,8 @@ class Routing:
     usd_now: float | None = None
     rejected: tuple[tuple[str, str], ...] = ()  # (member, reason), by member name
     cost_cap_usd: float | None = None  # granted by its first delayed decision (FedJob.cost_cap_usd)
+    burst_from: str | None = None  # the member whose queue it left (bursting), None: it was not burst
+    burst_wait_s: float | None = None  # the wait expected there when it was burst (None: unknown)
 
     def waits_for(self) -> str:
         """Why a delayed job waits: ``a cleaner hour (expected 120 g CO2 vs 310 g now)``; "" when it does not."""

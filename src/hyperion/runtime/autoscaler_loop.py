@@ -13,7 +13,7 @@ Each tick (every ``interval`` seconds, and right after a scheduling cycle):
    without tasks is idle since the first tick that saw it so.
 3. *decide*: ``core.autoscale.reconcile`` on a ``ScaleSnapshot`` of the pools, their offers, the
    instances, the demand the scheduler's verdicts show (``runtime.scale_inputs``) and the GPUs
-   each instance's tasks hold.
+   each instance's tasks hold, and the tasks on each ready node (what consolidation may move).
 4. *apply*: a launch becomes instances recorded REQUESTED (before the provider is asked, so a crash
    never loses one), then ``provider.launch(node_type, count, request_id)`` in the background;
    a request already recorded is not launched again, and a REQUESTED instance left by a restart is
@@ -42,7 +42,7 @@ from hyperion.core.autoscale import reconcile
 from hyperion.model import NodeState
 from hyperion.model.autoscale import Instance, InstanceState, Launch, NodePoolSpec, ScalePlan, ScaleSnapshot
 from hyperion.ports.provider import NodeProvider, ProviderNode
-from hyperion.runtime.scale_inputs import busy, demand_of, offers_of, used_gpus, with_node_types
+from hyperion.runtime.scale_inputs import busy, demand_of, offers_of, tasks_of, used_gpus, with_node_types
 
 log = logging.getLogger("hyperion.autoscaler")
 
@@ -138,7 +138,7 @@ class AutoscalerLoop:
         instances = tuple(self.pools.instances.values())
         return ScaleSnapshot(now=now, seed=self.ticks, pools=tuple(pools), offers=tuple(offers),
                              instances=instances, demand=demand_of(self.state, self.service.verdicts, now),
-                             used_gpus=used_gpus(self.state, instances))
+                             used_gpus=used_gpus(self.state, instances), tasks=tasks_of(self.state, instances))
 
     # ---- phase 1: provider errors ----------------------------------------------------------
     def _take_errors(self, pool: str, p: NodeProvider) -> None:

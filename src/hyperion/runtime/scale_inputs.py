@@ -3,32 +3,30 @@ control plane: demand from the scheduler's verdicts, offers from the pools' prov
 on each instance's node. Functions of the state they are given: no I/O, no clock.
 
 Glossary:
-- *demand*: a pending job the last scheduling cycle could not place for lack of capacity: its
-  verdict is UNSCHEDULABLE or UNRESOLVABLE and came from node fit or a backfill reservation
-  (``DEMAND_PLUGINS``), or the federation gate holds it because its member has no node yet. A
-  job held by its budget, its quota, the federation's delayed start or waiting for preemption
+- *demand*: a pending job the last scheduling cycle could not place for lack of capacity
+  (``core.explain.waits_for_capacity``): its verdict is UNSCHEDULABLE or UNRESOLVABLE and came
+  from node fit or a backfill reservation, or the federation gate holds it because its member has
+  no node yet. A job held by its budget, its quota, the federation's delayed start or waiting for preemption
   victims to stop is not demand: more machines would not start it. A routed job is demand for the
   pools whose nodes join its member only (``Demand.cluster``).
+- *task load*: a live task on a ready instance's node, as consolidation sees it: the GPUs of a
+  replica of its job, when its current attempt started (or, not running yet, was placed), and
+  whether it may move: its job checkpoints (a checkpoint dir, or a checkpoint taken), as for a
+  job's tolerance of spot. A task whose resources went to an urgent job (handed over) is left out.
 - *offer*: one node type a pool's provider launches (the ``NodeProvider.offers`` dicts), as an
   ``InstanceOffer`` of that pool.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
-from hyperion.model import Verdict, VerdictCode
-from hyperion.model.autoscale import Demand, Instance, InstanceOffer, InstanceState, NodePoolSpec
-from hyperion.model.federation import Routing
-from hyperion.store.objects import ClusterState
-
-DEMAND_PLUGINS = frozenset({"node-fit", "backfill"})
-DEMAND_CODES = frozenset({VerdictCode.UNSCHEDULABLE, VerdictCode.UNRESOLVABLE})
-
-
-def is_demand(verdict: Verdict | None) -> bool:
-    return verdict is not None and verdict.code in DEMAND_CODES and verdict.plugin in DEMAND_PLUGINS
+from hyperion.core.explain import waits_for_capacity
+from hyperion.model import Verdict
+from hyperion.model.autoscale import Demand, Instance, InstanceOffer, InstanceState, NodePoolSpec, TaskLoad
+from hyperion.store.objects import ClusterState, holds
 
 
 def demand_of(state: ClusterState, verdicts: Mapping[str, Verdict], now: float) -> tuple[Demand, ...]:
@@ -38,7 +36,7 @@ def demand_of(state: ClusterState, verdicts: Mapping[str, Verdict], now: float) 
         job = state.jobs[job_id]
         routed = job.routed
         verdict = verdicts.get(job_id)
-        if not (is_demand(verdict) or (routed is not None and _waits_for_member_nodes(verdict, routed, now))):
+        if not waits_for_capacity(verdict, routed, now):
             continue
         s = job.spec
         estimate = s.runtime_estimate_s if s.runtime_estimate_s is not None else state.runtime_estimate(s.team, s.user)
@@ -49,13 +47,6 @@ def demand_of(state: ClusterState, verdicts: Mapping[str, Verdict], now: float) 
                           priority=int(s.priority) * 1_000_000 + s.priority_value,
                           cluster=routed.cluster if routed is not None else None))
     return tuple(out)
-
-
-def _waits_for_member_nodes(verdict: Verdict | None, routed: Routing, now: float) -> bool:
-    """The federation gate holds the job because its member has no node yet (not because it
-    waits for a later hour): nodes of a pool that joins the member would start it."""
-    return (verdict is not None and verdict.plugin == "federation" and verdict.code in DEMAND_CODES
-            and (routed.start_after is None or routed.start_after <= now))
 
 
 def offers_of(pool: NodePoolSpec, provider_offers: Iterable[Mapping], default_gpus: int = 0) -> tuple[InstanceOffer, ...]:
@@ -90,6 +81,27 @@ def used_gpus(state: ClusterState, instances: Iterable[Instance]) -> dict[str, i
     for i in instances:
         if i.node_id and i.state in (InstanceState.READY, InstanceState.DRAINING):
             out[i.id] = state.allocated(i.node_id)[0].gpus
+    return out
+
+
+def tasks_of(state: ClusterState, instances: Iterable[Instance]) -> dict[str, tuple[TaskLoad, ...]]:
+    """Instance id -> the live tasks on its node (ready instances with a node), in (job, rank)
+    order. A task not yet started counts from when it was placed; one neither: never long enough."""
+    out = {}
+    for i in instances:
+        if not i.node_id or i.state is not InstanceState.READY:
+            continue
+        loads = []
+        for job_id, _rank in sorted(state.node_tasks.get(i.node_id, {})):
+            job = state.jobs.get(job_id)
+            if job is None or not holds(job):
+                continue
+            start = job.attempt_started_at if job.attempt_started_at is not None else job.scheduled_at
+            loads.append(TaskLoad(job_id=job.id, gpus=job.spec.resources.gpus,
+                                  movable=bool(job.spec.checkpoint_dir) or job.last_checkpoint_at is not None,
+                                  started_at=start if start is not None else math.inf,
+                                  gpu_type=job.spec.gpu_type or None))
+        out[i.id] = tuple(loads)
     return out
 
 

@@ -39,6 +39,7 @@ log = logging.getLogger("hyperion.scheduler")
 
 HISTORY = "fair-share-history"
 SAVE_HISTORY_EVERY = 60.0  # seconds; a crash forgets at most this much of the usage history
+BURST_EVERY_S = 1.0  # seconds between checks for jobs to burst (each explains the candidates on a snapshot)
 
 
 class SchedulerLoop:
@@ -57,6 +58,7 @@ class SchedulerLoop:
         self.placed = 0
         self.evicted = 0
         self._held: set[str] = set()  # jobs whose budget hold has been told as an event
+        self._burst_at = float("-inf")  # the next check for jobs to burst (ControlService.burst)
         service.wake = self._wake.set
         service.explainer = self.explain
         service.commitments = lambda now, prices: budget.committed(self.snapshotter.running(), now, prices)
@@ -90,6 +92,11 @@ class SchedulerLoop:
             return 0
         started = time.perf_counter()
         self.service.redecide_due()  # federated jobs whose delay ended: decided again before this cycle
+        if now >= self._burst_at:  # jobs waiting too long in a queueing member's queue: burst elsewhere
+            self._burst_at = now + BURST_EVERY_S
+            candidates = self.service.burst_candidates()
+            if candidates:
+                self.service.burst(self.explain_many(candidates))
         snap = self._snapshot(now, holds=rounds.holds)
         plan = rounds.plan(snap, self._versions(), monotonic)
         if plan is None:

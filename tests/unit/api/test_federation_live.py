@@ -222,3 +222,66 @@ def test_a_delay_that_ends_is_decided_again_on_the_members_of_then(tmp_path: Pat
     assert again.routed.decided_at == NOW + 6 * HOUR and again.submitted_at == NOW
     assert first.cost_cap_usd is not None and again.routed.cost_cap_usd == first.cost_cap_usd  # kept, not re-granted
     assert svc.redecide_due() == 0  # decided: nothing due any more
+
+
+# ---- bursting ---------------------------------------------------------------------------------
+def explanation(job_id: str, start: float | None):
+    from hyperion.core import Explanation
+
+    return Explanation(job_id, 1, 1, "default", 1, 1, (), None, start, "test")
+
+
+def queued_on_prem(service: ControlService, pool_cluster: str | None = "cloud", budget: float | None = None) -> str:
+    """onprem (burst_after 10 min) full with job a; job b waits in its queue for capacity."""
+    from hyperion.model import Verdict, VerdictCode
+
+    docs = [{**ONPREM, "burst_after": "10m"}, CLOUD]
+    if pool_cluster is not None:
+        docs.append({"kind": "NodePool", "name": "burst", "provider": "local", "cluster": pool_cluster})
+    if budget is not None:
+        docs.append({"kind": "Budget", "name": "b", "team": "vision", "period": "month", "usd": budget, "action": "hold"})
+    service.apply(auth.ADMIN, docs)
+    service.submit(auth.ADMIN, job("a", gpus=2))
+    b = service.submit(auth.ADMIN, {**job("b", gpus=2), "runtime_estimate": "1h"})
+    assert b["federation"]["cluster"] == "onprem"  # full, but it queues, and it is the cheaper member
+    service.verdicts[b["id"]] = Verdict(VerdictCode.UNSCHEDULABLE, ("no node has 2 free GPUs",), "node-fit")
+    return b["id"]
+
+
+def test_a_job_expected_to_wait_longer_than_burst_after_goes_to_a_member_with_a_pool(service: ControlService) -> None:
+    b = queued_on_prem(service)
+    assert service.burst_candidates() == [b]
+    assert service.burst({b: explanation(b, NOW + 5 * 60)}) == 0  # 5 min <= 10 min: it waits
+    assert service.get_job(auth.ADMIN, b)["federation"]["cluster"] == "onprem"
+    service.explainer = lambda job_id: explanation(job_id, NOW + 5 * 60)
+    assert service.explain_job(auth.ADMIN, b)["burst"] == {"member": "onprem", "after_s": 600.0, "note": None}
+    assert service.burst({b: explanation(b, NOW + 2 * HOUR)}) == 1
+    f = service.get_job(auth.ADMIN, b)["federation"]
+    assert (f["cluster"], f["burst_from"], f["burst_wait_s"]) == ("cloud", "onprem", 2 * HOUR)
+    assert f["expected_usd"] == pytest.approx(2 * 3.0)
+    assert service.burst_candidates() == []  # burst once: never back
+    [event] = service.events.recent(100, kinds=["burst"])
+    assert "burst to cloud" in event["message"] and "expected wait on onprem is 7200 s" in event["message"]
+
+
+def test_an_unknown_wait_bursts_once_the_job_has_waited_burst_after(service: ControlService) -> None:
+    b = queued_on_prem(service)
+    assert service.burst({b: explanation(b, None)}) == 0
+    service.clock.t += 11 * 60
+    assert service.burst({b: explanation(b, None)}) == 1
+    assert service.get_job(auth.ADMIN, b)["federation"]["burst_wait_s"] is None
+
+
+@pytest.mark.parametrize("pool_cluster, budget, why", [
+    (None, None, "none has a node or a node pool that joins it"),
+    ("elsewhere", None, "none has a node or a node pool that joins it"),
+    ("cloud", 5.0, "cloud: expected to cost $6.00, team 'vision' has $5.00 left"),
+])
+def test_a_job_no_other_member_can_run_keeps_waiting_and_says_why(service: ControlService, pool_cluster, budget,
+                                                                   why: str) -> None:
+    b = queued_on_prem(service, pool_cluster, budget)
+    assert service.burst({b: explanation(b, NOW + 2 * HOUR)}) == 0
+    assert service.get_job(auth.ADMIN, b)["federation"]["cluster"] == "onprem"
+    assert why in service.burst_notes[b]
+    assert service.burst({b: explanation(b, NOW + 2 * HOUR)}) == 0
+    assert len(service.events.recent(100, kinds=["burst-refused"])) == 1  # told once

@@ -1,7 +1,7 @@
 """The pure autoscaler (``core.autoscale.reconcile``) and the instance lifecycle table: scale from
 zero, packing into capacity on hand or on its way, gangs whole or not at all, spot versus on
 demand by deadline, max and min nodes, scale to zero after the idle timeout, failed instances,
-interruption notices, idempotent request ids."""
+interruption notices, idempotent request ids, consolidation of under-used nodes."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from hyperion.model.autoscale import (
     InstanceTransitionError,
     NodePoolSpec,
     ScaleSnapshot,
+    TaskLoad,
     check_instance_transition,
 )
 
@@ -28,8 +29,8 @@ OD1 = InstanceOffer("gpu", "g1", gpus=1, usd_per_h=3.5, gpu_type="V100")
 SPOT = InstanceOffer("gpu", "g4", gpus=4, usd_per_h=4.0, gpu_type="V100", spot=True, interruptions_per_h=0.1)
 
 
-def snap(demand=(), instances=(), pools=(POOL,), offers=(OD, OD1, SPOT), used=None, now=NOW) -> ScaleSnapshot:
-    return ScaleSnapshot(now, 0, tuple(pools), tuple(offers), tuple(instances), tuple(demand), used or {})
+def snap(demand=(), instances=(), pools=(POOL,), offers=(OD, OD1, SPOT), used=None, now=NOW, tasks=None) -> ScaleSnapshot:
+    return ScaleSnapshot(now, 0, tuple(pools), tuple(offers), tuple(instances), tuple(demand), used or {}, tasks or {})
 
 
 def job(id="j", gpus=1, replicas=1, **kw) -> Demand:
@@ -189,6 +190,116 @@ def test_draining_instances_count_against_max_but_hold_nothing() -> None:
     assert not plan.launches and "0 left under max_nodes 1" in plan.waiting["a"]
 
 
+# ---- consolidation ----------------------------------------------------------------------------
+CPOOL = NodePoolSpec("gpu", "local", max_nodes=4, idle_timeout_s=300, consolidate_after_s=600)
+
+
+def task(job_id: str, gpus: int = 1, movable: bool = True, age: float = H, gpu_type: str | None = None) -> TaskLoad:
+    return TaskLoad(job_id, gpus, movable, NOW - age, gpu_type)
+
+
+def busy_node(id: str, *tasks: TaskLoad, usd_per_h: float = 12.0, **kw) -> tuple[Instance, tuple[TaskLoad, ...]]:
+    return instance(id, ready_at=NOW - H, usd_per_h=usd_per_h, **kw), tasks
+
+
+def consolidation(*nodes: tuple[Instance, tuple[TaskLoad, ...]], demand=(), pools=(CPOOL,), offers=(OD, OD1, SPOT)):
+    """The plan for ready nodes with their tasks (``used_gpus`` their tasks' GPUs)."""
+    instances = [i for i, _ in nodes]
+    tasks = {i.id: ts for i, ts in nodes}
+    used = {i.id: sum(t.gpus for t in ts) for i, ts in nodes}
+    return reconcile(snap(demand, instances, pools=pools, offers=offers, used=used, tasks=tasks))
+
+
+def test_an_under_used_node_whose_jobs_fit_elsewhere_is_drained() -> None:
+    plan = consolidation(busy_node("i1", task("a", 1)), busy_node("i2", task("b", 2)), busy_node("i3", task("c", 3)))
+    [drain] = plan.drains
+    assert drain.instance_id == "i1" and drain.reason.startswith("consolidation: ")
+    assert "fit on i2" in drain.reason and "$12.00/h" in drain.reason
+    assert not plan.terminations and not plan.launches
+
+
+def test_the_tasks_of_one_node_may_spread_over_several() -> None:
+    pinned = {"movable": False}  # so that only i1 is a candidate
+    plan = consolidation(busy_node("i1", task("a", 2), task("b", 2)), busy_node("i2", task("c", 2, **pinned)),
+                         busy_node("i3", task("d", 2, **pinned)))
+    [drain] = plan.drains  # 2 + 2 on i1 go one to i2, one to i3
+    assert drain.instance_id == "i1" and "its 2 task(s) (4 GPU(s)) fit on i2, i3" in drain.reason
+
+
+def test_candidates_go_fewest_used_gpus_first_then_dearest() -> None:
+    plan = consolidation(busy_node("i1", task("a", 2)), busy_node("i2", task("b", 1), usd_per_h=5.0),
+                         busy_node("i3", task("c", 1), usd_per_h=9.0))
+    assert [d.instance_id for d in plan.drains] == ["i3"]
+
+
+@pytest.mark.parametrize("case", [
+    "not movable", "too young", "node too young", "does not fit", "min nodes", "demand waits", "demand placed",
+    "notice on target", "target idle-released", "draining in the pool", "off",
+])
+def test_no_consolidation_when(case: str) -> None:
+    control = consolidation(busy_node("i1", task("a", 1)), busy_node("i2", task("b", 2, movable=False)))
+    assert [d.instance_id for d in control.drains] == ["i1"]  # each case changes one thing of this
+    pools: tuple[NodePoolSpec, ...] = (CPOOL,)
+    demand: tuple[Demand, ...] = ()
+    small = busy_node("i1", task("a", 1))
+    other = busy_node("i2", task("b", 2, movable=False))  # never a candidate itself
+    extra: list = []
+    if case == "not movable":
+        small = busy_node("i1", task("a", 1, movable=False))
+    elif case == "too young":
+        small = busy_node("i1", task("a", 1, age=599))
+    elif case == "node too young":
+        small = (instance("i1", ready_at=NOW - 100, usd_per_h=12.0), (task("a", 1),))
+    elif case == "does not fit":
+        other = busy_node("i2", task("b", 4, movable=False))
+    elif case == "min nodes":
+        pools = (NodePoolSpec("gpu", "local", min_nodes=2, max_nodes=4, consolidate_after_s=600),)
+    elif case == "demand waits":
+        demand = (job("wide", gpus=8),)  # it could use the pool (no offer holds it): the pool is wanted
+    elif case == "demand placed":
+        demand = (job("next", gpus=1),)
+    elif case == "notice on target":
+        other = busy_node("i2", task("b", 2, movable=False), notice_at=NOW - 5)
+    elif case == "target idle-released":
+        other = busy_node("i2", idle_since=NOW - 600)  # the only room goes in phase 5
+    elif case == "draining in the pool":
+        extra = [(instance("d1", state=InstanceState.DRAINING), ())]
+    elif case == "off":
+        pools = (POOL,)
+    plan = consolidation(small, other, *extra, demand=demand, pools=pools)
+    assert not [d for d in plan.drains if d.reason.startswith("consolidation")], plan.drains
+
+
+def test_demand_for_another_pool_or_member_does_not_hold_it_back() -> None:
+    cloud = NodePoolSpec("cloud", "aws", cluster="aws")
+    plan = consolidation(busy_node("i1", task("a", 1)), busy_node("i2", task("b", 2)),
+                         demand=(job("routed", gpus=8, cluster="aws"), job("pinned", gpus=8, pool="cloud")),
+                         pools=(CPOOL, cloud))
+    assert [d.instance_id for d in plan.drains] == ["i1"]
+
+
+def test_only_one_node_per_pool_per_call() -> None:
+    other_pool = NodePoolSpec("b", "local", max_nodes=4, consolidate_after_s=600)
+    nodes = [busy_node(f"i{k}", task(f"j{k}", 1)) for k in range(4)]
+    nodes += [busy_node(f"b{k}", task(f"k{k}", 1), pool="b") for k in range(2)]
+    plan = consolidation(*nodes, pools=(CPOOL, other_pool))
+    assert sorted((d.pool, d.instance_id) for d in plan.drains) == [("b", "b0"), ("gpu", "i0")]
+
+
+def test_a_task_that_asks_for_a_gpu_type_moves_only_to_that_type() -> None:
+    a100 = Instance("i2", "gpu", "g4", 4, InstanceState.READY, "r", NOW - H, gpu_type="A100", ready_at=NOW - H)
+    plan = consolidation(busy_node("i1", task("a", 1, gpu_type="V100")), (a100, (task("b", 2, movable=False),)))
+    assert not plan.drains
+    plan = consolidation(busy_node("i1", task("a", 1, gpu_type="A100")), (a100, (task("b", 2, movable=False),)))
+    assert [d.instance_id for d in plan.drains] == ["i1"]
+
+
+def test_an_idle_node_is_released_not_consolidated_and_is_no_target() -> None:
+    idle = instance("i9", idle_since=NOW - 600, ready_at=NOW - H)
+    plan = consolidation(busy_node("i1", task("a", 1)), (idle, ()))
+    assert [t.instance_id for t in plan.terminations] == ["i9"] and not plan.drains
+
+
 # ---- kind: NodePool ---------------------------------------------------------------------------
 def test_a_node_pool_document_becomes_a_spec_and_bad_fields_are_named() -> None:
     from hyperion.api.spec import SpecError, load_documents
@@ -205,3 +316,20 @@ def test_a_node_pool_document_becomes_a_spec_and_bad_fields_are_named() -> None:
     assert "pool.yaml:6: capacity_types: list spot and/or on-demand, each once" in text
     with pytest.raises(ValueError, match="min_nodes"):
         NodePoolSpec("p", "local", min_nodes=3, max_nodes=1)
+
+
+# ---- federation members (bursting) ----------------------------------------------------------------
+def test_a_pool_that_joins_a_member_launches_only_for_jobs_routed_there() -> None:
+    cloud = NodePoolSpec("cloud", "aws", max_nodes=2, cluster="aws-east")
+    offers = (InstanceOffer("cloud", "g4", gpus=4, usd_per_h=12.0, gpu_type="V100"), OD)
+    plan = reconcile(snap([job("routed", 2, cluster="aws-east"), job("plain", 2)], pools=(POOL, cloud), offers=offers))
+    assert sorted((launch.pool, launch.jobs) for launch in plan.launches) == [("cloud", ("routed",)), ("gpu", ("plain",))]
+    # a job routed to a member no pool joins waits, and says so
+    plan = reconcile(snap([job("elsewhere", 2, cluster="gcp-west")], pools=(POOL, cloud), offers=offers))
+    assert plan.launches == ()
+    assert "routed to federation member 'gcp-west', and no pool's nodes join it" in plan.waiting["elsewhere"]
+    # capacity on hand in the member's pool is used first; a plain pool's node is not the member's
+    ready = instance("c1", pool="cloud", gpus=4)
+    plan = reconcile(snap([job("routed", 2, cluster="aws-east")], instances=(ready, instance("p1")),
+                          pools=(POOL, cloud), offers=offers))
+    assert plan.launches == () and plan.placed["routed"] == ("c1",)

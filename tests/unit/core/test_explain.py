@@ -111,3 +111,46 @@ def test_explain_many_agrees_with_explain_and_with_the_walk(seed):
         if not e.estimate_basis.startswith("reserved"):
             job = next(j for j in snap.pending if j.id == job_id)
             assert e.estimated_start == _walk(snap, job, e.ahead)
+
+
+def test_a_routed_job_counts_only_its_members_nodes_running_jobs_and_queue():
+    from dataclasses import replace
+
+    from hyperion.core.explain import explain_many
+
+    # member "a": one full 8-GPU node whose job ends at 500; member "b": one free 8-GPU node
+    nodes = [a_node("n1").gpus(8).busy_gpus(*range(8)).labels(**{"hyperion.io/cluster": "a"}),
+             a_node("n2").gpus(8).labels(**{"hyperion.io/cluster": "b"})]
+    snap = a_snapshot(nodes=nodes, pending=[a_job("ahead").gpus(8).submitted(1), a_job("me").gpus(8).submitted(2)],
+                      now=100.0)
+    pending = tuple(replace(j, cluster="a") for j in snap.pending)
+    snap = type(snap)(snap.now, snap.seed, snap.nodes, pending, running=(running("r1", 8, 0.0, 400.0),))
+    e = explain_many(snap, FF, schedule(snap, FF), ["me", "ahead"])
+    # "ahead" starts when r1 ends on member a (b's free GPUs do not count); "me" after that is unknown
+    assert e["ahead"].estimated_start == 400.0
+    assert e["me"].estimated_start is None and "more than running jobs will free" in e["me"].estimate_basis
+    unrouted = type(snap)(snap.now, snap.seed, snap.nodes, (replace(pending[0], cluster=None),),
+                          running=snap.running)
+    assert explain_many(unrouted, FF, schedule(unrouted, FF), ["ahead"])["ahead"].estimated_start == 100.0
+
+
+@pytest.mark.parametrize("plugin, code, start_after, waits", [
+    ("node-fit", "unschedulable", None, True),
+    ("backfill", "unresolvable", None, True),
+    ("federation", "unresolvable", None, True),  # its member has no node yet
+    ("federation", "unresolvable", 200.0, False),  # it waits for a later hour
+    ("federation", "unresolvable", 50.0, True),
+    ("quota", "unresolvable", None, False),
+    ("budget", "unresolvable", None, False),
+    ("node-fit", "skip", None, False),
+])
+def test_waits_for_capacity(plugin, code, start_after, waits):
+    from hyperion.core.explain import waits_for_capacity
+    from hyperion.model import Verdict, VerdictCode
+    from hyperion.model.federation import Routing
+
+    routed = Routing("onprem", "default", 0.0, start_after=start_after)
+    assert waits_for_capacity(Verdict(VerdictCode(code), ("why",), plugin), routed, 100.0) is waits
+    assert waits_for_capacity(None, routed, 100.0) is False
+    # a job routed nowhere is never held by the federation gate for capacity
+    assert waits_for_capacity(Verdict(VerdictCode.UNRESOLVABLE, ("why",), "federation"), None, 100.0) is False

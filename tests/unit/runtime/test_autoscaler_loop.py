@@ -1,6 +1,7 @@
 """The live autoscaler loop with a fake provider on the in-memory store: what counts as demand,
 the instance lifecycle it drives (requested, launching, booting, ready, idle, terminating,
-terminated), idempotent launches, provider errors polled into failed instances, drains, a restart
+terminated), idempotent launches, provider errors polled into failed instances, drains, consolidation
+of an under-used node (the snapshot's tasks, drain, then terminate once its task left), a restart
 that launches a recorded request again under its own id, pools deleted with live instances, and
 the versioned, transition-checked instance writes. No processes, no sleeps: the clock is manual
 and each test drives ``tick`` itself."""
@@ -25,7 +26,7 @@ from hyperion.model.autoscale import Instance, InstanceState, InstanceTransition
 from hyperion.model.codec import instance_from_dict, instance_to_dict, nodepool_from_dict, nodepool_to_dict
 from hyperion.ports.provider import Capability, ProviderError, ProviderNode
 from hyperion.runtime.autoscaler_loop import AutoscalerLoop
-from hyperion.runtime.scale_inputs import demand_of, offers_of
+from hyperion.runtime.scale_inputs import demand_of, offers_of, tasks_of
 from hyperion.store import MemoryStore
 from hyperion.store.objects import ClusterState
 from hyperion.testing.builders import a_node
@@ -188,6 +189,20 @@ def test_demand_is_what_more_capacity_would_start(service: ControlService, verdi
         return
     [d] = demand
     assert (d.job_id, d.gpus_per_replica, d.replicas, d.gpu_type) == (job_id, 2, 3, None)
+
+
+def test_a_routed_job_held_because_its_member_has_no_node_is_demand_for_that_member(service: ControlService) -> None:
+    from hyperion.model.federation import Routing
+
+    held = Verdict(VerdictCode.UNRESOLVABLE, ("routed to member cloud, which has no node yet",), "federation")
+    job_id = submit(service, gpus=2, verdict=held)
+    now = service.clock.now()
+    for start_after, demand in ((now + 60, False), (None, True)):  # a delayed start is not demand; no node is
+        job = service.state.jobs[job_id]
+        service.state.update_jobs([replace(job, routed=Routing("cloud", "default", now, gpu_type="A100",
+                                                               start_after=start_after))])
+        got = demand_of(service.state, service.verdicts, now)
+        assert [(d.job_id, d.cluster, d.gpu_type) for d in got] == ([(job_id, "cloud", "A100")] if demand else [])
 
 
 def test_offers_take_the_gpus_of_local_agents_when_the_provider_does_not_say() -> None:
@@ -365,6 +380,52 @@ def test_a_spot_notice_drains_then_terminates(loop: AutoscalerLoop, service: Con
         assert states(service) in (["draining"], ["terminating"])
         await loop.tick()  # nothing runs there: drained
         assert states(service) == ["terminating"]
+
+    asyncio.run(body())
+
+
+def test_an_under_used_node_is_consolidated_then_terminated_once_its_job_left(
+        loop: AutoscalerLoop, service: ControlService, hub: FakeHub, clock: ManualClock) -> None:
+    def submit_checkpointing(checkpoint: bool) -> str:
+        doc = {"name": "c", "command": "true", "resources": {"gpus": 1, "cpus": "100m", "memory": "16Mi"}}
+        return service.submit(auth.ADMIN, {**doc, "checkpoint_dir": "/ckpt"} if checkpoint else doc)["id"]
+
+    async def body() -> None:
+        apply_pool(service, consolidate_after="10s")
+        gang = submit(service, gpus=2, replicas=2)  # brings two nodes of 2 GPUs
+        await loop.tick()
+        await settle(loop)
+        join(service, "fake-1")
+        join(service, "fake-2")
+        service.cancel_job(auth.ADMIN, gang)
+        service.verdicts.pop(gang, None)
+        await loop.tick()
+        assert states(service) == ["ready", "ready"]
+        movable, pinned = submit_checkpointing(True), submit_checkpointing(False)
+        run(service, movable, "fake-1")
+        run(service, pinned, "fake-2")
+        by_node = {i.node_id: i for i in service.nodepools.instances.values()}
+        loads = tasks_of(service.state, service.nodepools.instances.values())
+        assert loads[by_node["fake-1"].id][0].movable and not loads[by_node["fake-2"].id][0].movable
+        assert loads[by_node["fake-1"].id][0].job_id == movable and loads[by_node["fake-1"].id][0].gpus == 1
+
+        clock.advance(9)
+        plan = await loop.tick()  # ready for 9 s of the pool's 10: not yet
+        assert plan is not None and plan.drains == () and hub.drained == []
+        clock.advance(1)
+        plan = await loop.tick()
+        assert plan is not None and [d.instance_id for d in plan.drains] == [by_node["fake-1"].id]
+        assert hub.drained == ["fake-1"] and service.state.nodes["fake-1"].cordoned
+        assert service.nodepools.instances[by_node["fake-1"].id].state is S.DRAINING
+        [event] = [e for e in events(service, "scale-down") if "consolidation" in e["message"]]
+        assert f"fit on {by_node['fake-2'].id}" in event["message"]
+
+        await loop.tick()  # its job still runs (checkpointing): it stays draining, nothing else drains
+        assert service.nodepools.instances[by_node["fake-1"].id].state is S.DRAINING and hub.drained == ["fake-1"]
+        service.state.update_jobs([lifecycle.requeue(lifecycle.preempt(service.state.jobs[movable], "drained")[0])])
+        await loop.tick()  # no task left: terminated
+        assert service.nodepools.instances[by_node["fake-1"].id].state is S.TERMINATING
+        assert service.nodepools.instances[by_node["fake-2"].id].state is S.READY
 
     asyncio.run(body())
 

@@ -24,3 +24,12 @@ def test_fit_reads_what_earlier_placements_left() -> None:
     x = ctx(a_snapshot([c]))
     x.free[("c1", "H100")] = 2
     assert Fit().filter(a_job(gpus=3), cand(a_job(gpus=3), c), x) == "2 H100 GPU(s) free, the job needs 3"
+
+
+def test_a_queueing_member_takes_a_job_beyond_its_free_gpus_up_to_what_is_installed() -> None:
+    onprem = a_cluster(free={"H100": 0}, queues=True, capacity_gpus={"H100": 8})
+    x = ctx(a_snapshot([onprem]))
+    assert Fit().filter(a_job(gpus=8), cand(a_job(gpus=8), onprem), x) is None  # it waits in the queue
+    assert Fit().filter(a_job(gpus=9), cand(a_job(gpus=9), onprem), x) == "0 H100 GPU(s) free, the job needs 9"
+    not_queueing = a_cluster(free={"H100": 0}, capacity_gpus={"H100": 8})
+    assert Fit().filter(a_job(), cand(a_job(), not_queueing), ctx(a_snapshot([not_queueing]))) is not None

@@ -1,5 +1,7 @@
 """Filter: the cluster accepts work, offers the GPU type on the candidate's market, and has the
-job's GPUs free of that type (after the placements earlier in the same call)."""
+job's GPUs free of that type (after the placements earlier in the same call), or, for a queueing
+member (``ClusterView.queues``), has at least that many GPUs of the type installed: the job joins
+its queue."""
 
 from __future__ import annotations
 
@@ -22,5 +24,8 @@ class Fit:
             return f"{cand.gpu_type} not offered {'on spot' if cand.spot else 'on demand'}"
         free = ctx.free.get((cand.cluster.name, cand.gpu_type), 0)
         if free < job.gpus:
+            installed = cand.cluster.capacity_gpus.get(cand.gpu_type, 0)
+            if cand.cluster.queues and installed >= job.gpus:
+                return None  # it waits in the member's queue (the driver may burst it later)
             return f"{free} {cand.gpu_type} GPU(s) free, the job needs {job.gpus}"
         return None
