@@ -42,6 +42,16 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "host": "127.0.0.1", "port": 8470, "grpc_port": 8471,
     # the federation (used once kind: Cluster members are applied; docs/federation.md)
     "federation_profile": "default", "carbon_dir": None, "forecast": "same-hour-yesterday",
+    # aws node pools (docs/aws.md): the region they launch in, and how their instances reach us
+    "aws_region": None, "aws_endpoint_url": None, "aws_sqs_queue_url": None, "aws_ami": None, "aws_subnets": [],
+    "aws_security_groups": [], "aws_instance_profile": None, "aws_key_name": None,
+    "aws_control_plane_address": None,
+}
+AWS_FLAGS = {  # option -> the control plane's flag (a list: the flag once per value)
+    "aws_region": "--aws-region", "aws_endpoint_url": "--aws-endpoint-url", "aws_sqs_queue_url": "--aws-sqs-queue-url",
+    "aws_ami": "--aws-ami", "aws_subnets": "--aws-subnet", "aws_security_groups": "--aws-security-group",
+    "aws_instance_profile": "--aws-instance-profile", "aws_key_name": "--aws-key-name",
+    "aws_control_plane_address": "--aws-control-plane-address",
 }
 START_TIMEOUT_S = 30.0
 READY_TIMEOUT_S = 30.0
@@ -65,7 +75,8 @@ def merge_options(given: Mapping[str, Any], saved: Mapping[str, Any]) -> dict[st
     """Options given now win over saved ones, which win over the defaults."""
     merged = dict(DEFAULT_OPTIONS)
     merged.update({k: v for k, v in saved.items() if k in DEFAULT_OPTIONS})
-    merged.update({k: v for k, v in given.items() if k in DEFAULT_OPTIONS and v is not None})
+    merged.update({k: list(v) if isinstance(v, tuple) else v for k, v in given.items()
+                   if k in DEFAULT_OPTIONS and v is not None and v != ()})  # () : a repeatable option not given
     return merged
 
 
@@ -88,6 +99,10 @@ def daemon_command(data_dir: Path, options: Mapping[str, Any]) -> list[str]:
     command += ["--federation-profile", str(options["federation_profile"]), "--forecast", str(options["forecast"])]
     if options.get("carbon_dir"):
         command += ["--carbon-dir", str(Path(options["carbon_dir"]).resolve())]
+    for key, flag in AWS_FLAGS.items():
+        value = options.get(key)
+        for v in value if isinstance(value, list | tuple) else [value] if value else []:
+            command += [flag, str(v)]
     return command
 
 

@@ -60,6 +60,16 @@ def _default(name: str) -> str:
               help="Hourly carbon series <GRID_ZONE>_*.csv[.gz] the federation forecasts from.")
 @click.option("--forecast", type=click.Choice(["same-hour-yesterday", "weekly"]),
               help=f"The federation's carbon forecast. {_default('forecast')}")
+@click.option("--aws-region", metavar="REGION", help="Region `provider: aws` node pools launch in (docs/aws.md).")
+@click.option("--aws-endpoint-url", metavar="URL", help="EC2/SQS endpoint instead of AWS's (tests: a moto server).")
+@click.option("--aws-sqs-queue-url", metavar="URL", help="SQS queue with EC2 spot interruption and rebalance events.")
+@click.option("--aws-ami", metavar="AMI", help="Image the instances boot (id or resolve:ssm:...).")
+@click.option("--aws-subnet", "aws_subnets", multiple=True, metavar="ID", help="Subnet to launch in; repeatable.")
+@click.option("--aws-security-group", "aws_security_groups", multiple=True, metavar="ID", help="Repeatable.")
+@click.option("--aws-instance-profile", metavar="NAME|ARN", help="IAM instance profile of the instances.")
+@click.option("--aws-key-name", metavar="NAME", help="EC2 key pair of the instances.")
+@click.option("--aws-control-plane-address", metavar="HOST:PORT",
+              help="gRPC address the instances' agents dial (default: the control plane's own).")
 @click.pass_obj
 def up(state: CliState, **given: Any) -> None:
     """Start a control plane and local agents for the data dir (does nothing if already up)."""

@@ -413,6 +413,23 @@ def test_options_merge_saved_and_defaults(tmp_path: Path):
     carbon = daemon.daemon_command(tmp_path, {**merged, "federation_profile": "carbon-temporal", "carbon_dir": "."})
     assert carbon[carbon.index("--federation-profile") + 1] == "carbon-temporal"
     assert carbon[carbon.index("--carbon-dir") + 1] == str(Path(".").resolve())
+    assert not any(flag.startswith("--aws") for flag in command)
+
+
+def test_up_passes_aws_options_to_the_control_plane_and_keeps_them(tmp_path: Path):
+    given = {"aws_region": "eu-west-1", "aws_subnets": ("subnet-1", "subnet-2"), "aws_security_groups": (),
+             "aws_endpoint_url": "http://127.0.0.1:5000"}
+    merged = daemon.merge_options(given, {})
+    daemon.save_config(tmp_path, merged)
+    command = daemon.daemon_command(tmp_path, merged)
+    pairs = list(zip(command, command[1:], strict=False))
+    assert ("--aws-region", "eu-west-1") in pairs and ("--aws-endpoint-url", "http://127.0.0.1:5000") in pairs
+    assert [v for f, v in pairs if f == "--aws-subnet"] == ["subnet-1", "subnet-2"]
+    assert "--aws-security-group" not in command and "--aws-ami" not in command
+    # the next `up` without options starts it the same way (saved), and an option not given keeps the saved one
+    again = daemon.merge_options({"aws_subnets": (), "aws_region": None}, daemon.load_config(tmp_path))
+    assert daemon.daemon_command(tmp_path, again) == command
+    assert "--aws-subnet" in run("up", "--help").stdout
 
 
 def test_down_with_nothing_running_is_idempotent(tmp_path: Path):
