@@ -267,3 +267,35 @@ def test_a_spot_interruption_checkpoints_and_resumes_on_a_replacement_then_orpha
         cp_log = (c.data_dir / "controlplane.log").read_text()
         for token in machines.tokens.values():  # never logged
             assert token not in cp_log
+
+
+def test_a_pool_with_its_own_region_launches_there_and_its_deletion_terminates_it(moto_endpoint, tmp_path) -> None:
+    """``region:`` on an aws pool overrides ``--aws-region``: a pool kept at one node launches it in
+    us-west-2 (tagged with the pool and the member it joins); deleting the pool terminates it."""
+    west = boto3.client("ec2", region_name="us-west-2", endpoint_url=moto_endpoint)
+    cluster_id = f"it-{uuid.uuid4().hex[:10]}"
+    args = ("--cluster-id", cluster_id, "--aws-region", REGION, "--aws-endpoint-url", moto_endpoint,
+            "--aws-ami", west.describe_images(Owners=["amazon"])["Images"][0]["ImageId"])
+    c = LocalCluster(tmp_path / "hyperion", agents=0, gpus_per_agent=1, node_timeout=5.0, extra_args=args)
+    pool = {**POOL, "name": "west", "region": "us-west-2", "min_nodes": 1, "max_nodes": 1,
+            "capacity_types": ["on-demand"], "cluster": "aws-west"}
+    with c:
+        admin = c.client()
+        r = admin.post("/v1/apply", json={"documents": [pool]})
+        assert r.status_code == 200, r.text
+
+        def ours() -> list[dict]:
+            pages = west.get_paginator("describe_instances").paginate(
+                Filters=[{"Name": f"tag:{CLUSTER_TAG}", "Values": [cluster_id]}])
+            return [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
+
+        [instance] = c.wait(ours, lambda xs: len(xs) == 1, 30, "the pool's instance in us-west-2")
+        tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
+        assert tags["hyperion:pool"] == "west" and instance["Placement"]["AvailabilityZone"].startswith("us-west-2")
+        user_data = west.describe_instance_attribute(InstanceId=instance["InstanceId"], Attribute="userData")
+        _, hyperiond_args = bootstrap_of(base64.b64decode(user_data["UserData"]["Value"]).decode())
+        assert "hyperion.io/cluster=aws-west" in hyperiond_args and "aws/region=us-west-2" in hyperiond_args
+        [p] = [p for p in admin.get("/v1/nodepools").json()["items"] if p["name"] == "west"]
+        assert p["region"] == "us-west-2" and p["cluster"] == "aws-west"
+        assert admin.delete("/v1/nodepools/west").status_code == 200
+        c.wait(ours, lambda xs: all(i["State"]["Name"] in GONE for i in xs), 30, "the instance terminated")

@@ -150,7 +150,7 @@ def pool_view(p: NodePoolSpec) -> dict:
     return {"name": p.name, "provider": p.provider, "instance_types": list(p.instance_types), "gpu_types": list(p.gpu_types),
             "capacity_types": list(p.capacity_types), "min_nodes": p.min_nodes, "max_nodes": p.max_nodes,
             "idle_timeout_s": p.idle_timeout_s, "boot_s": p.boot_s, "cluster": p.cluster,
-            "consolidate_after_s": p.consolidate_after_s}
+            "consolidate_after_s": p.consolidate_after_s, "region": p.region}
 
 
 def instance_view(i: Instance) -> dict:

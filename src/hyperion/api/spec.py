@@ -713,7 +713,8 @@ class NodePoolDoc(_Document):
     ``cluster``: the federation member (``kind: Cluster``) whose capacity it is: its nodes join that
     member and it launches only for jobs routed there (a cloud member jobs burst to).
     ``consolidate_after``: how long a node must have run the same jobs before the autoscaler may
-    move them (checkpointable jobs only) to other nodes of the pool and release it; none: never."""
+    move them (checkpointable jobs only) to other nodes of the pool and release it; none: never.
+    ``region``: an aws pool's region (default: the control plane's ``--aws-region``)."""
 
     kind: Literal["NodePool"] = "NodePool"
     name: Name
@@ -727,10 +728,13 @@ class NodePoolDoc(_Document):
     boot_time: Seconds = 120.0
     cluster: Name | None = None
     consolidate_after: Seconds | None = None
+    region: Text | None = None
 
     @model_validator(mode="after")
     def _cross_check(self) -> NodePoolDoc:
         problems = []
+        if self.region is not None and self.provider != "aws":
+            problems.append((("region",), f"only aws pools launch in a region; a {self.provider} pool takes none"))
         if self.min_nodes > self.max_nodes:
             problems.append((("min_nodes",), f"must be at most max_nodes ({self.max_nodes}); got {self.min_nodes}"))
         if not self.capacity_types or len(set(self.capacity_types)) != len(self.capacity_types):
@@ -742,7 +746,7 @@ class NodePoolDoc(_Document):
     def to_spec(self) -> NodePoolSpec:
         return NodePoolSpec(self.name, self.provider, tuple(self.instance_types), tuple(self.gpu_types),
                             tuple(self.capacity_types), self.min_nodes, self.max_nodes, self.idle_timeout, self.boot_time,
-                            self.cluster, self.consolidate_after)
+                            self.cluster, self.consolidate_after, self.region or "")
 
 
 def _amount(key: str, v: int) -> str:

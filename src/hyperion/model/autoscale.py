@@ -91,6 +91,7 @@ class NodePoolSpec:
     boot_s: float = 120.0  # expected time from request to a ready node (deadline checks)
     cluster: str | None = None  # the federation member its nodes join (label hyperion.io/cluster); None: none
     consolidate_after_s: float | None = None  # move checkpointable jobs off an under-used node after this; None: never
+    region: str = ""  # the provider's region (aws); "": the control plane's default region
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_nodes <= self.max_nodes:

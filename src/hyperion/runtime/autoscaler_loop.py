@@ -76,9 +76,9 @@ class AutoscalerLoop:
 
     # ---- providers -----------------------------------------------------------------------
     def provider(self, pool: NodePoolSpec) -> NodeProvider | None:
-        """The pool's provider, built once per pool definition (same provider kind and member)."""
+        """The pool's provider, built again only when what it is built from changes (``_provider_key``)."""
         cached = self._providers.get(pool.name)
-        if cached is not None and (cached[0].provider, cached[0].cluster) == (pool.provider, pool.cluster):
+        if cached is not None and _provider_key(cached[0]) == _provider_key(pool):
             return cached[1]
         try:
             p = self._factory(pool)
@@ -402,6 +402,12 @@ class AutoscalerLoop:
         tasks = list(self._inflight.values())
         if tasks:
             await asyncio.wait(tasks, timeout=10)
+
+
+def _provider_key(pool: NodePoolSpec) -> tuple:
+    """What a pool's provider is built from: its kind, region, member (node labels), instance and
+    capacity types (offers); a change of any of these builds it again."""
+    return pool.provider, pool.region, pool.cluster, pool.instance_types, pool.capacity_types
 
 
 def _node_of(i: Instance, nodes) -> str:

@@ -161,7 +161,7 @@ class ControlPlane:
         self.autoscaler = AutoscalerLoop(self.service, self.hub, self._pool_provider, default_gpus=self._local_gpus)
         self.scheduler.after_cycle.append(self.autoscaler.wake)
         self.hub.on_spot_notice = self._agent_spot_notice
-        self.chores = None  # runtime.cloud_chores.CloudChores, built in run() when --aws-region is given
+        self.chores = None  # runtime.cloud_chores.CloudChores, built in run() (it sweeps the aws pools' regions)
         self._gpus_here: int | None = None
         self._stop = asyncio.Event()
         # what was loaded lives as long as the process: keep it out of the collector's full passes,
@@ -202,8 +202,7 @@ class ControlPlane:
                  asyncio.create_task(self.autoscaler.run(), name="autoscaler"),
                  asyncio.create_task(self._compact_forever(), name="compaction"),
                  asyncio.create_task(self._meter_forever(), name="accounting")]
-        if cfg.aws.region:
-            tasks.append(asyncio.create_task(self._cloud_chores(), name="cloud-chores"))
+        tasks.append(asyncio.create_task(self._cloud_chores(), name="cloud-chores"))  # idle without aws pools
         info = {"pid": os.getpid(), "api": api_addr, "grpc": grpc_addr, "started_at": self.clock.now()}
         _write_json(cfg.data_dir / "controlplane.json", info)
         log.info("control plane up: REST %s, gRPC %s, data dir %s", api_addr, grpc_addr, cfg.data_dir)
@@ -282,13 +281,15 @@ class ControlPlane:
 
     def _aws_provider(self, pool: NodePoolSpec) -> NodeProvider:
         aws = self.config.aws
-        if not aws.region:
-            raise ValueError("start the control plane with --aws-region (and AWS credentials) for aws pools")
+        region = pool.region or aws.region
+        if not region:
+            raise ValueError("give the pool a `region:` or start the control plane with --aws-region "
+                             "(and AWS credentials) for aws pools")
         from hyperion.providers.aws import AwsProvider
 
         options = {k: v for k, v in (("ami", aws.ami), ("install_command", aws.install_command),
                                      ("hyperiond", aws.hyperiond)) if v}
-        return AwsProvider(aws.region, self.cluster_id, aws.control_plane_address or self.grpc_addr,
+        return AwsProvider(region, self.cluster_id, aws.control_plane_address or self.grpc_addr,
                            self._bootstrap_minter(f"pool {pool.name}"), pool=pool.name,
                            instance_types=pool.instance_types, capacity_types=pool.capacity_types,
                            subnet_ids=aws.subnet_ids, security_group_ids=aws.security_group_ids,
@@ -322,8 +323,10 @@ class ControlPlane:
         queue = SqsInterruptions(aws.sqs_queue_url, aws.region, endpoint_url=aws.endpoint_url) if aws.sqs_queue_url else None
         self.chores = CloudChores(self.autoscaler, queue, poll_s=aws.sqs_poll_s, sweep_s=aws.sweep_s,
                                   grace_s=aws.orphan_grace_s)
-        log.info("aws: cluster id %s, region %s%s; orphan sweep every %.0f s (grace %.0f s)", self.cluster_id, aws.region,
-                 f", interruptions from {aws.sqs_queue_url}" if queue else "", aws.sweep_s, aws.orphan_grace_s)
+        if aws.region:
+            log.info("aws: cluster id %s, region %s%s; orphan sweep every %.0f s (grace %.0f s)", self.cluster_id,
+                     aws.region, f", interruptions from {aws.sqs_queue_url}" if queue else "", aws.sweep_s,
+                     aws.orphan_grace_s)
         await self.chores.run()
 
     def _agent_spot_notice(self, node_id: str, at: float) -> bool:

@@ -24,6 +24,20 @@ waits for capacity. A job whose deadline can no longer be met anywhere is decide
 runs as soon as possible and counts as a miss). Deadlines are ``submission + (1 + slack) x
 duration``. Energy is the job's GPUs at their busy watts x PUE; idle capacity is not counted
 (cloud capacity is launched per job; on-prem idle power is the same under every policy).
+
+*Queueing members and bursting* (a member with ``burst_after``, as in the live control plane,
+docs/federation.md): the decision may send a job to such a member beyond its free GPUs (up to its
+installed GPUs); it then waits in that member's FIFO queue, holding nothing, and the member's free
+GPUs as the decision sees them are its free GPUs less those its queue wants (the live system's
+committed GPUs). Queued jobs start strictly in FIFO order as GPUs free there (head-of-line: a
+head that does not fit holds the jobs behind it; no backfill). At every event step each queued
+job's expected wait is estimated as the live explain estimate does (``core.explain``): the time
+when the member's running jobs, ending at their trace durations, have freed enough GPUs for the
+jobs ahead of it in the queue plus itself; unknown when they never free enough. A job whose wait
+is longer than ``burst_after`` (unknown: once it has waited that long in the queue) is decided
+again over the other members with no member queueing (each view's ``queues=False``, no cost cap);
+if one takes it now (no delay) it starts there and counts in ``jobs_burst``, else it keeps its
+place in the queue. With no queueing member the run is the one described above.
 """
 
 from __future__ import annotations
@@ -31,8 +45,10 @@ from __future__ import annotations
 import heapq
 import math
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from itertools import accumulate
 from pathlib import Path
 
 from hyperion.api.spec import ClusterDoc, load_documents
@@ -157,7 +173,8 @@ def fed_policies(names: str) -> list[FedPolicy]:
 
 
 # ---- the run ----------------------------------------------------------------------------------
-FINISH, ARRIVE, WAKE = 0, 1, 2  # at one instant: free GPUs first, then new jobs, then delays that end
+FINISH, ARRIVE, WAKE, CHECK = 0, 1, 2, 3  # at one instant: free GPUs first, then new jobs, then delays that end
+# CHECK: a queued job with an unknown wait is due to burst (it has waited burst_after in its member's queue)
 
 
 @dataclass(slots=True)
@@ -171,6 +188,8 @@ class _Job:
     wake: float = 0.0      # decided again at or after this instant
     blocked: int = -1      # the finish count when it last found no capacity (-1: not blocked)
     cap: float | None = None  # the cost cap its first delay was decided under (FedJob.cost_cap_usd)
+    gpu_type: str = ""     # in a member's queue: the GPU type it waits for
+    queued: float = 0.0    # in a member's queue: since when
 
 
 @dataclass(slots=True)
@@ -215,6 +234,11 @@ class FederationRun:
         self._series_cache: dict[float, dict[str, tuple[float, ...]]] = {}
         self.finishes = 0
         self.busy = 0
+        # queueing members (burst_after): member -> its FIFO queue, GPUs it wants by type, running jobs' ends
+        self.burst_after = {m.name: m.burst_after for m in federation.members if m.burst_after is not None}
+        self.queue: dict[str, list[_Job]] = {name: [] for name in self.burst_after}
+        self.queued_gpus: dict[str, dict[str, int]] = {name: {} for name in self.burst_after}
+        self.ends: dict[str, dict[str, tuple[str, float, int]]] = {name: {} for name in self.burst_after}
 
     # what the decision sees
     def _series(self, hour0: float) -> dict[str, tuple[float, ...]]:
@@ -235,8 +259,53 @@ class FederationRun:
 
     def _views(self, now: float) -> tuple[ClusterView, ...]:
         series = self._series(now - now % HOUR)
-        return tuple(replace(v, free_gpus=dict(self.free[name]), carbon_g_per_kwh=series[name])
+        return tuple(replace(v, free_gpus=self._free_view(name), carbon_g_per_kwh=series[name])
                      for name, v in self.templates.items())
+
+    def _free_view(self, name: str) -> dict[str, int]:
+        """Free GPUs as the decision sees them: a queueing member's less what its queue wants."""
+        queued = self.queued_gpus.get(name)
+        if not queued:
+            return dict(self.free[name])
+        return {t: max(0, n - queued.get(t, 0)) for t, n in self.free[name].items()}
+
+    def _waits(self, member: str, now: float) -> list[tuple[_Job, float | None]]:
+        """Each queued job of ``member`` with its expected wait (None: unknown), as the live explain
+        estimate: when running jobs there have freed the GPUs the jobs ahead and it want."""
+        by_type: dict[str, tuple[list[float], list[int]]] = {}
+        wanted: dict[str, int] = {}
+        out: list[tuple[_Job, float | None]] = []
+        for j in self.queue[member]:
+            t = j.gpu_type
+            if t not in by_type:
+                running = sorted((end, job_id, gpus) for job_id, (rt, end, gpus) in self.ends[member].items() if rt == t)
+                by_type[t] = ([end for end, _, _ in running], list(accumulate(gpus for _, _, gpus in running)))
+            ends, freed = by_type[t]
+            ahead, free = wanted.get(t, 0), self.free[member].get(t, 0)
+            if free >= ahead + j.gpus:
+                wait: float | None = 0.0
+            else:
+                k = bisect_left(freed, ahead + j.gpus - free)
+                wait = max(0.0, ends[k] - now) if k < len(ends) else None
+            wanted[t] = ahead + j.gpus
+            out.append((j, wait))
+        return out
+
+    def _enqueue(self, j: _Job, member: str, gpu_type: str, now: float) -> float | None:
+        """``j`` joins ``member``'s queue; returns when it is due to burst if its wait stays unknown."""
+        j.gpu_type, j.queued, j.blocked = gpu_type, now, -1
+        self.queue[member].append(j)
+        queued = self.queued_gpus[member]
+        queued[gpu_type] = queued.get(gpu_type, 0) + j.gpus
+        after = self.burst_after[member]
+        return now + after if after > 0 else None
+
+    def _dequeue(self, j: _Job, member: str) -> None:
+        self.queue[member].remove(j)
+        queued = self.queued_gpus[member]
+        queued[j.gpu_type] -= j.gpus
+        if not queued[j.gpu_type]:
+            del queued[j.gpu_type]
 
     def _fed_job(self, j: _Job, now: float) -> FedJob:
         deadline = j.deadline if now + j.duration <= j.deadline else None  # already late: run as soon as possible
@@ -263,12 +332,34 @@ class FederationRun:
         tally = {name: _Tally() for name in self.templates}
         jct: list[float] = []
         waits: list[float] = []
-        misses = delays = 0
+        misses = delays = burst = 0
         queue_series: list[tuple[float, float]] = []
         util_series: list[tuple[float, float]] = []
         capacity = self.fed.capacity
         total, done, steps = len(jobs), 0, 0
         last_sample = -math.inf
+
+        def launch(j: _Job, member: str, gpu_type: str, now: float) -> None:
+            self._start(j, member, gpu_type, now, tally[member])
+            running[j.id] = (member, gpu_type)
+            if member in self.ends:
+                self.ends[member][j.id] = (gpu_type, now + j.duration, j.gpus)
+            waits.append(now - j.submit)
+            heapq.heappush(events, (now + j.duration, FINISH, 0, j.id))
+
+        def drain(now: float) -> None:
+            """Start each queueing member's jobs in FIFO order while its head fits."""
+            for member, queue in self.queue.items():
+                while queue and self.free[member].get(queue[0].gpu_type, 0) >= queue[0].gpus:
+                    j = queue[0]
+                    self._dequeue(j, member)
+                    launch(j, member, j.gpu_type, now)
+
+        def enqueue(j: _Job, member: str, gpu_type: str, now: float) -> None:
+            due_at = self._enqueue(j, member, gpu_type, now)
+            if due_at is not None:
+                heapq.heappush(events, (due_at, CHECK, 0, j.id))
+
         while events:
             now = events[0][0]
             while events and events[0][0] == now:
@@ -277,13 +368,17 @@ class FederationRun:
                     member, gpu_type = running.pop(job_id)
                     j = jobs[job_id]
                     self.free[member][gpu_type] += j.gpus
+                    if member in self.ends:
+                        del self.ends[member][job_id]
                     self.busy -= j.gpus
                     self.finishes += 1
                     done += 1
                     jct.append(now - j.submit)
                     misses += now > j.deadline + 1e-6
-                else:
+                elif kind != CHECK:
                     pending[job_id] = jobs[job_id]
+            if self.queue:
+                drain(now)
             due = [j for j in pending.values()
                    if j.wake <= now and (j.blocked < 0 or j.blocked != self.finishes)]
             if due:
@@ -300,22 +395,57 @@ class FederationRun:
                             j.cap = d.cost_cap_usd
                         delays += 1
                         heapq.heappush(events, (j.wake, WAKE, steps, j.id))
+                    elif d.cluster in self.queue and (self.queue[d.cluster]
+                                                      or self.free[d.cluster].get(d.gpu_type, 0) < j.gpus):
+                        del pending[j.id]
+                        enqueue(j, d.cluster, d.gpu_type, now)  # beyond its free GPUs: it joins the member's queue
                     else:
                         del pending[j.id]
-                        self._start(j, d.cluster, d.gpu_type, now, tally[d.cluster])
-                        running[j.id] = (d.cluster, d.gpu_type)
-                        waits.append(now - j.submit)
-                        heapq.heappush(events, (now + j.duration, FINISH, 0, j.id))
+                        launch(j, d.cluster, d.gpu_type, now)
+            if self.queue and (n := self._burst(now, launch)):
+                burst += n
+                drain(now)  # a head that left may let the jobs behind it start
             if now - last_sample >= 600:
                 last_sample = now
-                queue_series.append((now - base, float(len(pending))))
+                queued = sum(len(q) for q in self.queue.values())
+                queue_series.append((now - base, float(len(pending) + queued)))
                 util_series.append((now - base, self.busy / capacity if capacity else 0.0))
             if progress is not None and steps % 500 == 0:
                 progress(done, total)
         if progress is not None:
             progress(done, total)
-        return self._result(tally, jct, waits, misses, delays, skipped, pending, queue_series, util_series,
+        left = dict(pending)
+        for queue in self.queue.values():
+            left.update((j.id, j) for j in queue)
+        return self._result(tally, jct, waits, misses, delays, burst, skipped, left, queue_series, util_series,
                             time.perf_counter() - t0, steps)
+
+    def _burst(self, now: float, launch: Callable[[_Job, str, str, float], None]) -> int:
+        """Decide again, over the other members with no member queueing, each queued job whose
+        expected wait is longer than its member's ``burst_after`` (unknown: that has waited that long);
+        start those one takes now. Returns how many were burst."""
+        count = 0
+        for member, queue in self.queue.items():
+            if not queue or len(self.templates) < 2:
+                continue
+            after = self.burst_after[member]
+            due = [j for j, wait in self._waits(member, now)
+                   if (wait > after if wait is not None else now >= j.queued + after)
+                   and (j.blocked < 0 or j.blocked != self.finishes)]
+            if not due:
+                continue
+            views = tuple(replace(v, queues=False) for v in self._views(now) if v.name != member)
+            fed_jobs = tuple(replace(self._fed_job(j, now), cost_cap_usd=None) for j in due)
+            by_id = {j.id: j for j in due}
+            for d in place(FedSnapshot(now, self.seed, views, fed_jobs), self.profile).decisions:
+                j = by_id[d.job_id]
+                if d.cluster is None or d.gpu_type is None or d.start_delay_s > 0:
+                    j.blocked = self.finishes  # nothing else takes it now: it keeps its place here
+                    continue
+                self._dequeue(j, member)
+                launch(j, d.cluster, d.gpu_type, now)
+                count += 1
+        return count
 
     def _start(self, j: _Job, member: str, gpu_type: str, now: float, t: _Tally) -> None:
         self.free[member][gpu_type] -= j.gpus
@@ -330,7 +460,7 @@ class FederationRun:
         t.kg += kwh * actual_mean(self.fed.carbon[member], now, now + j.duration) / 1000.0
 
     def _result(self, tally: dict[str, _Tally], jct: list[float], waits: list[float], misses: int, delays: int,
-                skipped: int, pending: dict[str, _Job], queue_series, util_series, wall: float,
+                burst: int, skipped: int, pending: dict[str, _Job], queue_series, util_series, wall: float,
                 steps: int) -> PolicyResult:
         def mean(values: list[float]) -> float:
             return math.fsum(values) / len(values) if values else math.nan
@@ -340,7 +470,7 @@ class FederationRun:
             "jobs_finished": float(len(jct)),
             "jct_mean_s": mean(jct), "jct_p50_s": percentile(ordered_jct, 0.5), "jct_p99_s": percentile(ordered_jct, 0.99),
             "queue_delay_mean_s": mean(waits), "queue_delay_p99_s": percentile(ordered_waits, 0.99),
-            "deadline_misses": float(misses), "jobs_shifted": float(delays),
+            "deadline_misses": float(misses), "jobs_shifted": float(delays), "jobs_burst": float(burst),
             "cost_usd": math.fsum(t.usd for t in tally.values()),
             "energy_kwh": math.fsum(t.kwh for t in tally.values()),
             "carbon_kg": math.fsum(t.kg for t in tally.values()),

@@ -26,6 +26,8 @@ METRICS: tuple[Metric, ...] = (
            "an eviction or interruption), mean over finished jobs"),
     Metric("deadline_misses", "late", "", "jobs that finished after their deadline (federation runs)"),
     Metric("jobs_shifted", "shifted", "", "decisions that delayed a job to a later hour (federation runs: temporal shifting)"),
+    Metric("jobs_burst", "burst", "", "jobs that left a queueing member's queue (burst_after) for another member "
+           "because their expected wait there passed burst_after (federation runs: cloud bursting)"),
     Metric("makespan_s", "makespan", "s", "last finish - first submission"),
     Metric("utilisation", "util", "%", "GPU-seconds held by jobs / GPU-seconds of schedulable capacity, over the makespan"),
     Metric("jain_index", "Jain", "", "Jain's fairness index of each team's GPUs held / its entitled share, "
@@ -44,7 +46,7 @@ METRICS: tuple[Metric, ...] = (
 )
 
 
-FEDERATION_ONLY = frozenset({"deadline_misses", "jobs_shifted"})  # reported by federation runs (sim.federation) only
+FEDERATION_ONLY = frozenset({"deadline_misses", "jobs_shifted", "jobs_burst"})  # reported by federation runs (sim.federation) only
 
 
 @dataclass(frozen=True)

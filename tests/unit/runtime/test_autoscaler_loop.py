@@ -487,6 +487,9 @@ def test_apply_list_and_delete_node_pools(service: ControlService, store: Memory
     with pytest.raises(Invalid):  # a rejected document changes nothing, even next to a valid one
         service.apply(auth.ADMIN, [{**POOL, "name": "other"}, {**POOL, "name": "bad", "min_nodes": 5, "max_nodes": 2}])
     assert store.revision == before and set(service.nodepools.pools) == {"gpu"}
+    with pytest.raises(Invalid) as bad_region:
+        service.apply(auth.ADMIN, [{**POOL, "name": "r", "region": "us-west-2"}])
+    assert "only aws pools launch in a region" in str(bad_region.value.detail)
     with pytest.raises(Forbidden):
         service.apply(auth.Principal("vision"), [POOL])
     with pytest.raises(Forbidden):
