@@ -72,3 +72,25 @@ def test_contract_runs_without_errors(moto_endpoint, moto_ami):
     run(provider.terminate([n.id for n in nodes], "stop-clean"))
     assert provider.drain_errors() == []
     assert os.environ["AWS_ACCESS_KEY_ID"] == "testing"  # never a real account
+
+
+def test_spot_offers_take_the_current_spot_price_from_ec2(moto_endpoint, moto_ami):
+    """With ``spot_price_refresh_s``, ``offers()`` starts reading DescribeSpotPriceHistory in the
+    background (it never blocks) and spot offers then carry the lowest current price of the region's
+    zones; on-demand offers keep the catalog's. Moto answers 0.00001 for every zone."""
+    import time
+
+    catalog_price = aws_provider(moto_endpoint, moto_ami, capacity_types=("spot",)).offers()[0]["price_per_hour"]
+    provider = aws_provider(moto_endpoint, moto_ami, spot_price_refresh_s=600.0)
+    first = {o["node_type"]: o for o in provider.offers()}
+    assert first["g5.xlarge:spot"]["price_per_hour"] == catalog_price  # not read yet: the catalog's (the cap)
+    deadline = time.monotonic() + 20
+    while provider.offers()[1].get("price_source") is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    offers = {o["node_type"]: o for o in provider.offers()}
+    spot = offers["g5.xlarge:spot"]
+    assert spot["price_per_hour"] == 0.00001 and spot["price_source"] == "ec2 spot price now" and not spot["price_is_cap"]
+    assert spot["zone"].startswith(REGION)
+    assert offers["g5.xlarge"]["price_per_hour"] == first["g5.xlarge"]["price_per_hour"]  # on demand: the catalog's
+    [od, sp] = sorted(provider.instance_offers(), key=lambda o: o.spot)
+    assert (od.spot, sp.spot, sp.usd_per_h) == (False, True, 0.00001)

@@ -20,6 +20,11 @@ Glossary:
     user data     a shell script, given per launch (``LaunchTemplateSpecificationUserData``), that
                   writes the bootstrap token to a 0600 file, installs ``hyperiond`` (a configured
                   install command) and runs it as a systemd service with the instance id as node id.
+    spot price    with ``spot_price_refresh_s``, the current spot price of each offered instance type
+                  (the lowest over the region's zones, ``DescribeSpotPriceHistory`` from now), read
+                  in a background thread when ``offers()`` finds it older than that; until it is
+                  known, or when the call fails, a spot offer carries the catalog's spot price,
+                  else the on-demand price (``price_is_cap``: the most spot costs).
     bootstrap     a short-lived token minted by ``bootstrap_token()`` for each launch request. It is
     token         never logged, never in a repr or a ProviderError; botocore's debug log of the
                   request is redacted (``_Redact``) while a launch may still log it.
@@ -45,9 +50,11 @@ import logging
 import re
 import shlex
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from hyperion.model.autoscale import ON_DEMAND, SPOT, InstanceOffer
@@ -164,7 +171,7 @@ class AwsProvider:
                  instance_profile: str | None = None, key_name: str | None = None,
                  install_command: str = DEFAULT_INSTALL, hyperiond: str = DEFAULT_HYPERIOND,
                  endpoint_url: str | None = None, session: Any = None, catalog: Any = None,
-                 node_labels: Mapping[str, str] | None = None) -> None:
+                 node_labels: Mapping[str, str] | None = None, spot_price_refresh_s: float | None = None) -> None:
         if importlib.util.find_spec("boto3") is None:
             raise ImportError(_BOTO3_MISSING)
         if not cluster_id:
@@ -186,18 +193,65 @@ class AwsProvider:
         self._launched: dict[str, list[ProviderNode]] = {}  # request id -> what CreateFleet returned
         self._tokens: dict[str, str] = {}  # request id -> its bootstrap token until the launch succeeded
         self._errors: list[ProviderError] = []
+        self.spot_price_refresh_s = spot_price_refresh_s
+        self._spot_prices: dict[str, tuple[float, str]] = {}  # instance type -> (USD/h now, cheapest zone)
+        self._spot_read_at = float("-inf")  # monotonic time of the last refresh started
+        self._spot_reading: threading.Thread | None = None
 
     def __repr__(self) -> str:  # no token, no user data
         return f"AwsProvider(region={self.region!r}, cluster_id={self.cluster_id!r}, pool={self.pool!r})"
 
     # ---- the NodeProvider port --------------------------------------------------------------
     def offers(self) -> list[dict]:
-        return [dict(o) for o in self._offers]
+        self._refresh_spot_prices()
+        prices = self._spot_prices
+        out = []
+        for o in self._offers:
+            live = prices.get(o["instance_type"]) if o["spot"] else None
+            out.append({**o, "price_per_hour": live[0], "zone": live[1], "price_is_cap": False,
+                        "price_source": "ec2 spot price now"} if live is not None else dict(o))
+        return out
+
+    def _refresh_spot_prices(self) -> None:
+        """Start reading the current spot prices in the background when they are older than
+        ``spot_price_refresh_s`` (never blocks the caller; one read at a time)."""
+        if self.spot_price_refresh_s is None or not any(o["spot"] for o in self._offers):
+            return
+        now = time.monotonic()
+        with self._lock:
+            if now - self._spot_read_at < self.spot_price_refresh_s or (
+                    self._spot_reading is not None and self._spot_reading.is_alive()):
+                return
+            self._spot_read_at = now
+            self._spot_reading = threading.Thread(target=self._read_spot_prices, name=f"aws-spot-prices-{self.region}",
+                                                  daemon=True)
+            self._spot_reading.start()
+
+    def _read_spot_prices(self) -> None:
+        types = sorted({o["instance_type"] for o in self._offers if o["spot"]})
+        found: dict[str, tuple[float, str]] = {}
+        try:
+            client = self._client()
+            for batch in _chunks(types, 100):
+                pages = client.get_paginator("describe_spot_price_history").paginate(
+                    InstanceTypes=batch, ProductDescriptions=["Linux/UNIX", "Linux/UNIX (Amazon VPC)"],
+                    StartTime=datetime.now(UTC))
+                for page in pages:
+                    for h in page.get("SpotPriceHistory", []):
+                        price, zone = float(h["SpotPrice"]), str(h.get("AvailabilityZone", ""))
+                        if price > 0 and (h["InstanceType"] not in found or price < found[h["InstanceType"]][0]):
+                            found[h["InstanceType"]] = (price, zone)
+        except Exception as exc:  # noqa: BLE001 - the offers keep their last prices
+            log.warning("aws %s: reading spot prices failed (offers keep the prices they had): %s", self.region, exc)
+            return
+        with self._lock:
+            self._spot_prices = {**self._spot_prices, **found}
+        log.info("aws %s: current spot prices of %d of %d instance type(s)", self.region, len(found), len(types))
 
     def instance_offers(self) -> list[InstanceOffer]:
         """``offers()`` as the autoscaler's ``InstanceOffer``s for this provider's pool."""
         return [InstanceOffer(pool=self.pool, instance_type=o["instance_type"], gpus=o["gpus"], usd_per_h=o["price_per_hour"],
-                              gpu_type=o["gpu_type"], spot=o["spot"]) for o in self._offers]
+                              gpu_type=o["gpu_type"], spot=o["spot"]) for o in self.offers()]
 
     async def list_nodes(self) -> list[ProviderNode]:
         return [i.node() for i in await self._describe("list")]

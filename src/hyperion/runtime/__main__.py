@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> None:
                      help="how long a launch's bootstrap token may be used to join (default 900)")
     aws.add_argument("--aws-sqs-poll-interval", type=float, default=2.0, metavar="S")
     aws.add_argument("--aws-sweep-interval", type=float, default=60.0, metavar="S", help="orphan sweep period (default 60)")
+    aws.add_argument("--aws-spot-price-refresh", type=float, default=600.0, metavar="S",
+                     help="read current spot prices (DescribeSpotPriceHistory) this often; 0: the catalog's only")
     aws.add_argument("--aws-orphan-grace", type=float, default=600.0, metavar="S",
                      help="an unknown instance younger than this is not swept (default 600)")
     p.add_argument("--log-level", default="INFO")
@@ -67,8 +69,10 @@ def main(argv: list[str] | None = None) -> None:
         p.error("--agents and --gpus-per-agent must be >= 0")
     if a.node_timeout <= 0 or a.heartbeat_interval <= 0:
         p.error("--node-timeout and --heartbeat-interval must be > 0")
-    if min(a.aws_bootstrap_ttl, a.aws_sqs_poll_interval, a.aws_sweep_interval) <= 0 or a.aws_orphan_grace < 0:
-        p.error("--aws-bootstrap-ttl, --aws-sqs-poll-interval and --aws-sweep-interval must be > 0, --aws-orphan-grace >= 0")
+    if (min(a.aws_bootstrap_ttl, a.aws_sqs_poll_interval, a.aws_sweep_interval) <= 0 or a.aws_orphan_grace < 0
+            or a.aws_spot_price_refresh < 0):
+        p.error("--aws-bootstrap-ttl, --aws-sqs-poll-interval and --aws-sweep-interval must be > 0, --aws-orphan-grace "
+                "and --aws-spot-price-refresh >= 0")
     if (a.aws_sqs_queue_url or a.aws_endpoint_url) and not a.aws_region:
         p.error("--aws-sqs-queue-url and --aws-endpoint-url need --aws-region")
     options = []
@@ -101,7 +105,8 @@ def main(argv: list[str] | None = None) -> None:
                                  instance_profile=a.aws_instance_profile, key_name=a.aws_key_name,
                                  install_command=a.aws_install_command, control_plane_address=a.aws_control_plane_address,
                                  bootstrap_ttl_s=a.aws_bootstrap_ttl, sqs_poll_s=a.aws_sqs_poll_interval,
-                                 sweep_s=a.aws_sweep_interval, orphan_grace_s=a.aws_orphan_grace))
+                                 sweep_s=a.aws_sweep_interval, orphan_grace_s=a.aws_orphan_grace,
+                                 spot_price_refresh_s=a.aws_spot_price_refresh or None))
     try:
         import uvloop
         uvloop.install()

@@ -81,6 +81,7 @@ class AwsSettings:
     sqs_poll_s: float = 2.0
     sweep_s: float = 60.0
     orphan_grace_s: float = 600.0
+    spot_price_refresh_s: float | None = 600.0  # current spot prices read this often; None: the catalog's only
 
 
 @dataclass
@@ -294,7 +295,8 @@ class ControlPlane:
                            instance_types=pool.instance_types, capacity_types=pool.capacity_types,
                            subnet_ids=aws.subnet_ids, security_group_ids=aws.security_group_ids,
                            instance_profile=aws.instance_profile, key_name=aws.key_name,
-                           endpoint_url=aws.endpoint_url, node_labels=pool_labels(pool), **options)
+                           endpoint_url=aws.endpoint_url, node_labels=pool_labels(pool),
+                           spot_price_refresh_s=aws.spot_price_refresh_s, **options)
 
     def _bootstrap_minter(self, purpose: str) -> Callable[[], str]:
         """``() -> token`` for a provider: a fresh bootstrap token per launch (``api.bootstrap``).
