@@ -221,7 +221,7 @@ def test_a_spot_interruption_checkpoints_and_resumes_on_a_replacement_then_orpha
         try:
             log = tmp_path / "instances" / "intruder-1" / "agent.log"
             c.wait(lambda: log.read_text() if log.exists() else "", lambda text: "already used" in text, 20,
-                   "the intruder refused")
+                   "the intruder refused")  # (the first node has not presented its credential yet)
         finally:
             stop(intruder)
         assert "intruder-1" not in [n["id"] for n in admin.get("/v1/nodes").json()["items"]]
@@ -264,8 +264,25 @@ def test_a_spot_interruption_checkpoints_and_resumes_on_a_replacement_then_orpha
         assert any(oid in e["message"] for e in swept), swept
         assert ec2.describe_instances(InstanceIds=[second])["Reservations"][0]["Instances"][0]["State"]["Name"] == "running"
 
+        # the bootstrap join was exchanged for a node credential, kept in the agent's data dir (0600);
+        # the restarted agent presents it, after which its bootstrap token admits nobody
+        credential_file = tmp_path / "instances" / second / "data" / "node.credential"
+        credential = credential_file.read_text().strip()
+        assert credential.startswith("hn1.") and credential_file.stat().st_mode & 0o777 == 0o600
+        stop(machines.agents[second])
+        machines.agents[second] = machines.run_agent(second, machines.tokens[second], machines.args[second])
+        c.wait(lambda: (tmp_path / "instances" / second / "agent.log").read_text(),
+               lambda text: text.count("connected to control plane") >= 2, 20, "the restarted agent connected")
+        reused = machines.run_agent("intruder-2", machines.tokens[second], machines.args[second])
+        try:
+            log = tmp_path / "instances" / "intruder-2" / "agent.log"
+            c.wait(lambda: log.read_text() if log.exists() else "", lambda text: "invalid agent token" in text, 20,
+                   "the spent bootstrap token refused")
+        finally:
+            stop(reused)
+
         cp_log = (c.data_dir / "controlplane.log").read_text()
-        for token in machines.tokens.values():  # never logged
+        for token in [*machines.tokens.values(), credential]:  # never logged
             assert token not in cp_log
 
 

@@ -64,6 +64,7 @@ from hyperion.core.health import HealthPolicy, NodeHealth, assess, changed
 log = logging.getLogger("hyperiond")
 
 DESIRED_STOP_GRACE_S = 5.0
+NODE_CREDENTIAL_FILE = "node.credential"  # in the data dir: what a bootstrap join was exchanged for
 
 
 def _key(ref: agent_pb2.TaskRef) -> TaskKey:
@@ -86,7 +87,8 @@ class Agent:
         self.outbox = Outbox()
         self.logs = LogShipper(self.outbox)
         self.session = Session(args.control_plane, args.token_file, self.outbox, self,
-                               heartbeat_interval_s=args.heartbeat_interval)
+                               heartbeat_interval_s=args.heartbeat_interval,
+                               credential_file=self.data_dir / NODE_CREDENTIAL_FILE)
         self.spot_notice: SpotNotice | None = None
 
     async def run(self) -> int:

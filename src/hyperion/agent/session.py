@@ -11,7 +11,10 @@ Glossary:
     ready     the Welcome arrived on the current stream (log offsets are known)
 
 Reconnects back off exponentially from 0.1 s to 2 s, forever. The token is re-read from its
-file on every attempt (so it can be rotated) and is never logged.
+file on every attempt (so it can be rotated) and is never logged. An agent that joined with a
+bootstrap token gets a node credential in the Welcome (``api.bootstrap``); it keeps it in
+``<data dir>/node.credential`` (0600) and presents it instead from then on; a refused credential
+is removed, and the next attempt presents the token file again.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -100,8 +104,9 @@ class Session:
     """Keeps one Connect stream to the control plane open, reconnecting forever."""
 
     def __init__(self, target: str, token_file: Path, outbox: Outbox, handler: SessionHandler,
-                 heartbeat_interval_s: float = 1.0) -> None:
+                 heartbeat_interval_s: float = 1.0, credential_file: Path | None = None) -> None:
         self.target, self.token_file, self.outbox, self.handler = target, token_file, outbox, handler
+        self.credential_file = credential_file  # the node credential a bootstrap join was exchanged for
         self.heartbeat_interval_s = heartbeat_interval_s
         self._call: grpc.aio.StreamStreamCall | None = None
         self._writing = False
@@ -137,10 +142,13 @@ class Session:
 
     async def _session(self) -> bool:
         """One stream, start to end; True if the control plane welcomed us."""
+        source = self.token_file
+        if self.credential_file is not None and self.credential_file.is_file():
+            source = self.credential_file  # exchanged: the bootstrap token is spent once this is used
         try:
-            token = self.token_file.read_text().strip()
+            token = source.read_text().strip()
         except OSError as exc:
-            self._problem(f"cannot read token file {self.token_file}: {exc.strerror or exc}")
+            self._problem(f"cannot read token file {source}: {exc.strerror or exc}")
             return False
         welcomed = False
         async with grpc.aio.insecure_channel(self.target, options=KEEPALIVE) as channel:
@@ -164,6 +172,8 @@ class Session:
                         self.outbox.ready = True
                         if msg.welcome.heartbeat_interval_s > 0:
                             self.heartbeat_interval_s = msg.welcome.heartbeat_interval_s
+                        if msg.welcome.node_credential:
+                            self._keep_credential(msg.welcome.node_credential)
                         self._connected()
                     try:
                         self.handler.on_message(msg)
@@ -171,6 +181,10 @@ class Session:
                         log.exception("error handling %s", msg.WhichOneof("kind"))
             except grpc.aio.AioRpcError as exc:
                 self._problem(_describe(exc))
+                if (source is self.credential_file and exc.code() == grpc.StatusCode.UNAUTHENTICATED
+                        and self.credential_file is not None):
+                    self.credential_file.unlink(missing_ok=True)  # revoked: the next try uses --token-file
+                    log.warning("node credential refused; removed %s, retrying with the token file", self.credential_file)
             except asyncio.InvalidStateError:
                 self._problem("stream ended while writing")
             except TimeoutError:
@@ -183,6 +197,21 @@ class Session:
                     writer.cancel()
                 call.cancel()
         return welcomed
+
+    def _keep_credential(self, credential: str) -> None:
+        """Save the node credential (0600, written whole) so every later connect presents it."""
+        if self.credential_file is None:
+            log.warning("the control plane issued a node credential but this agent has nowhere to keep it")
+            return
+        tmp = self.credential_file.with_name(self.credential_file.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(credential + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.credential_file)
+        log.info("joined with a bootstrap token; keeping the node credential it was exchanged for in %s",
+                 self.credential_file)
 
     async def _write(self, call: grpc.aio.StreamStreamCall) -> None:
         try:

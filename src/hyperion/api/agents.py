@@ -6,7 +6,9 @@ written before the exit report that follows them, and an exit is acknowledged to
 
 An agent authenticates with the agent token, or with a short-lived bootstrap token minted for the
 launch of its machine (``api.bootstrap``): checked before Hello, redeemed for the node id in the
-Hello (consumed on first use; a used or expired one is refused with the reason).
+Hello (consumed on first use; a used or expired one is refused with the reason) and exchanged for
+a node credential the ``Welcome`` carries, which the agent presents from then on (after its first
+use the bootstrap token admits nobody).
 
 On every (re)connect the agent lists the tasks it knows; the control plane answers with the tasks
 it wants on that node (anything else is stopped) and re-sends ``StartTask`` for wanted tasks the
@@ -114,23 +116,31 @@ class AgentHub(agent_pb2_grpc.AgentControlServicer):
     # ---- the stream ----------------------------------------------------------------------
     async def Connect(self, requests: AsyncIterator[apb.AgentMessage], context: grpc.aio.ServicerContext):
         token = auth.bearer(dict(context.invocation_metadata()).get("authorization"))
-        bootstrap = False
+        kind = "agent"
         if token is None or not auth.same(auth.digest(token), self._token_digest):
-            if token is None or not self.bootstrap.known(token):
+            if token is not None and self.bootstrap.is_credential(token):
+                kind = "credential"
+            elif token is not None and self.bootstrap.known(token):
+                kind = "bootstrap"
+            else:
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid agent token")
-            bootstrap = True
         first = await anext(aiter(requests), None)
         if first is None or first.WhichOneof("kind") != "hello":
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the first message must be Hello")
-        if bootstrap:
-            try:
-                record = self.bootstrap.redeem(token, first.hello.node_id, self.service.clock.now())
-            except BootstrapRefused as refused:
-                log.warning("agent %s refused: %s", first.hello.node_id, refused)
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(refused))
-            log.info("agent %s joined with a bootstrap token%s", first.hello.node_id,
-                     f" ({record.purpose})" if record.purpose else "")
-        session = self._hello(first.hello)
+        credential = ""
+        try:
+            if kind == "credential":
+                self.bootstrap.check_credential(token, first.hello.node_id)
+            elif kind == "bootstrap":
+                now = self.service.clock.now()
+                record = self.bootstrap.redeem(token, first.hello.node_id, now)
+                credential = self.bootstrap.issue(first.hello.node_id, now)  # the Welcome carries it
+                log.info("agent %s joined with a bootstrap token%s; issued its node credential", first.hello.node_id,
+                         f" ({record.purpose})" if record.purpose else "")
+        except BootstrapRefused as refused:
+            log.warning("agent %s refused: %s", first.hello.node_id, refused)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(refused))
+        session = self._hello(first.hello, credential)
         reader = asyncio.create_task(self._read(requests, session))
         try:
             while True:
@@ -170,7 +180,7 @@ class AgentHub(agent_pb2_grpc.AgentControlServicer):
             session.close()
 
     # ---- hello ---------------------------------------------------------------------------
-    def _hello(self, hello: apb.Hello) -> Session:
+    def _hello(self, hello: apb.Hello, credential: str = "") -> Session:
         now = self.service.clock.now()
         old_session = self.sessions.get(hello.node_id)
         if old_session is not None:
@@ -206,7 +216,8 @@ class AgentHub(agent_pb2_grpc.AgentControlServicer):
         offsets = [apb.LogOffset(task=apb.TaskRef(job_id=j, attempt=a, rank=r), offset=self.service.logs.size(j, a, r))
                    for j, a, r in known | {(d.job_id, d.attempt, d.rank) for d in desired}]
         session.send(apb.ControlMessage(welcome=apb.Welcome(
-            desired=desired, log_offsets=offsets, heartbeat_interval_s=self.heartbeat_interval)))
+            desired=desired, log_offsets=offsets, heartbeat_interval_s=self.heartbeat_interval,
+            node_credential=credential)))
         for ref in acks:
             session.send(apb.ControlMessage(ack=apb.AckTask(task=ref)))
         for job, p in missing:

@@ -402,7 +402,7 @@ class FederationRun:
                     else:
                         del pending[j.id]
                         launch(j, d.cluster, d.gpu_type, now)
-            if self.queue and (n := self._burst(now, launch)):
+            while self.queue and (n := self._burst(now, launch)):  # until no queued job is due to burst
                 burst += n
                 drain(now)  # a head that left may let the jobs behind it start
             if now - last_sample >= 600:

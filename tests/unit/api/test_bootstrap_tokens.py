@@ -148,6 +148,43 @@ def test_hello_with_a_bootstrap_token_joins_once(hub: AgentHub) -> None:
     asyncio.run(body())
 
 
+async def welcome(hub: AgentHub, token: str, node_id: str) -> apb.Welcome:
+    stream = hub.Connect(hello_stream(node_id), Context(token))
+    try:
+        first = await anext(stream)
+    finally:
+        await stream.aclose()
+    return first.welcome
+
+
+def test_a_bootstrap_join_is_exchanged_for_a_node_credential_that_spends_the_token(hub: AgentHub) -> None:
+    async def body() -> None:
+        token = hub.bootstrap.mint(hub.service.clock.now(), "pool gpu")
+        credential = (await welcome(hub, token, "i-1")).node_credential
+        assert credential.startswith("hn1.") and credential != token
+        stored = json.dumps([data for _, data in hub.state.records("node-credentials/")])
+        assert credential not in stored and "i-1" in stored  # only its digest, bound to the node
+        # until the credential is used, the token still admits its node (it may not have saved it)
+        again = (await welcome(hub, token, "i-1")).node_credential
+        assert again.startswith("hn1.") and again != credential and not hub.bootstrap.is_credential(credential)
+        assert (await welcome(hub, "the-agent-token", "static-1")).node_credential == ""  # the agent token: none
+        # the node presents its credential: admitted, with no new one; its bootstrap token is spent
+        assert (await welcome(hub, again, "i-1")).node_credential == ""
+        spent = await connect(hub, token, "i-1")
+        assert spent.aborted is not None and spent.aborted[1] == "invalid agent token"
+        # a credential admits only its node
+        other = await connect(hub, again, "i-2")
+        assert other.aborted is not None and "belongs to node i-1" in other.aborted[1] and again not in other.aborted[1]
+        # it survives a restart of the control plane, and goes with its node
+        assert BootstrapTokens(hub.state).is_credential(again)
+        assert hub.bootstrap.revoke_node("i-1") == 1
+        gone = await connect(hub, again, "i-1")
+        assert gone.aborted is not None and gone.aborted[1] == "invalid agent token"
+        assert list(hub.state.records("node-credentials/")) == []
+
+    asyncio.run(body())
+
+
 def test_an_expired_bootstrap_token_is_refused_with_the_reason(hub: AgentHub) -> None:
     async def body() -> None:
         token = hub.bootstrap.mint(hub.service.clock.now())

@@ -191,3 +191,72 @@ def _members(*docs: str):
     from hyperion.api.spec import load_documents
 
     return load_documents("---\n".join(docs), "fed.yaml")
+
+
+# ---- queueing members and bursting (burst_after) ------------------------------------------
+def burst_fed(tmp_path: Path, after: str | None, cloud_gpus: int = 8) -> Federation:
+    """An on-prem member ``a`` (4 GPUs, $1) that queues when ``after`` is set, and a cloud ``b`` ($3)."""
+    extra = "carbon_intensity: 100\n" + (f"burst_after: {after}\n" if after is not None else "")
+    return federation(tmp_path, member("a", 1.0, gpus=4, extra=extra),
+                      member("b", 3.0, gpus=cloud_gpus, extra="carbon_intensity: 100\n"))
+
+
+def test_with_a_long_burst_after_jobs_wait_on_prem_and_none_burst(tmp_path: Path) -> None:
+    r = run(trace((0, 10 * H, 4), (60, H, 4)), burst_fed(tmp_path, "24h"), "cheapest")
+    m = r.metrics
+    assert m["jobs_burst"] == 0 and m["jobs_finished"] == 2
+    assert r.per_cluster["a"]["jobs"] == 2 and r.per_cluster["b"]["jobs"] == 0
+    assert r.queue_delay_s == (0.0, 10 * H - 60)  # the second waited in a's queue for the first to end
+    assert m["cost_usd"] == pytest.approx(4 * 1.0 * 11)
+
+
+def test_a_job_whose_expected_wait_passes_burst_after_bursts_to_the_cloud(tmp_path: Path) -> None:
+    tr = trace((0, 10 * H, 4), (60, H, 4), (120, H, 2))
+    waited = run(tr, burst_fed(tmp_path, "24h"), "cheapest")
+    r = run(tr, burst_fed(tmp_path, "1h"), "cheapest")
+    m = r.metrics
+    # both queued jobs expect ~10 h on a (the first running job's end): over 1 h, they start on b at once
+    assert m["jobs_burst"] == 2 and r.per_cluster["b"]["jobs"] == 2 and r.per_cluster["a"]["jobs"] == 1
+    assert r.queue_delay_s == (0.0, 0.0, 0.0)
+    assert m["queue_delay_mean_s"] < waited.metrics["queue_delay_mean_s"]
+    assert m["cost_usd"] == pytest.approx(4 * 1.0 * 10 + (4 + 2) * 3.0 * 1)
+    assert m["cost_usd"] > waited.metrics["cost_usd"]
+
+
+def test_a_short_expected_wait_stays_and_a_burst_needs_room_elsewhere(tmp_path: Path) -> None:
+    # at 0: j2 and j0 fill a; j1 (4 GPUs) expects 2 h there (j0's end), over burst_after 1 h: it bursts
+    # to b and fills it. j3 arrives, expects 2 h - 60 s on a, but b is full: it keeps its place; when
+    # j2 ends (1.5 h) it expects 30 min, under 1 h: it stays and starts on a when j0 ends (2 h)
+    fed = federation(tmp_path, member("a", 1.0, gpus=4, extra="carbon_intensity: 100\nburst_after: 1h\n"),
+                     member("b", 3.0, gpus=4, extra="carbon_intensity: 100\n"))
+    tr = trace((0, 2 * H, 2), (0, 3 * H, 4), (0, 1.5 * H, 2), (60, H, 4))
+    r = run(tr, fed, "cheapest")
+    assert r.metrics["jobs_burst"] == 1
+    assert r.per_cluster["b"]["jobs"] == 1 and r.per_cluster["b"]["gpu_hours"] == 4 * 3
+    assert r.per_cluster["a"]["jobs"] == 3
+    assert sorted(r.queue_delay_s) == [0.0, 0.0, 0.0, 2 * H - 60]
+
+
+def test_burst_after_zero_is_the_old_overflow_and_no_burst_after_changes_nothing(tmp_path: Path) -> None:
+    tr = trace((0, 10 * H, 4), (60, H, 4), (120, 2 * H, 2), (4 * H, H, 1))
+    old = run(tr, burst_fed(tmp_path, None), "cheapest")
+    zero = run(tr, burst_fed(tmp_path, "0s"), "cheapest")
+    assert old.metrics["jobs_burst"] == 0 and zero.metrics["jobs_burst"] == 3
+    assert old.per_cluster == zero.per_cluster and old.queue_delay_s == zero.queue_delay_s == (0.0,) * 4
+    assert {k: v for k, v in zero.metrics.items() if k != "jobs_burst"} == {
+        k: v for k, v in old.metrics.items() if k != "jobs_burst"}
+    # without a queueing member a full member fails fit: the job goes to the next member at once
+    assert old.per_cluster["b"]["jobs"] == 3 and old.metrics["cost_usd"] == pytest.approx(40 + 3 * (4 + 4 + 1))
+
+
+def test_queued_jobs_start_on_prem_in_fifo_order_as_gpus_free(tmp_path: Path) -> None:
+    # a alone (nothing to burst to): j1 starts when j0 ends; j2 (4 GPUs) is then the head and holds
+    # j3 (2 GPUs) behind it although 2 GPUs are free (head-of-line, no backfill)
+    fed = federation(tmp_path, member("a", 1.0, gpus=4, extra="carbon_intensity: 100\nburst_after: 1h\n"))
+    tr = trace((0, 2 * H, 4), (60, H, 2), (120, H, 4), (180, H, 2))
+    r = run(tr, fed, "cheapest")
+    assert r.metrics["jobs_finished"] == 4 and r.metrics["jobs_burst"] == 0
+    starts = [0.0, 2 * H, 3 * H, 4 * H]  # j0, j1, j2 (when j1 ends), j3 (when j2 ends)
+    assert r.queue_delay_s == tuple(s - sub for s, sub in zip(starts, (0, 60, 120, 180), strict=True))
+    greedy = run(tr, federation(tmp_path, member("a", 1.0, gpus=4, extra="carbon_intensity: 100\n")), "cheapest")
+    assert sorted(greedy.queue_delay_s) != sorted(r.queue_delay_s)  # without a queue j3 starts beside j1

@@ -194,14 +194,16 @@ class StopTask(_message.Message):
     def __init__(self, task: _Optional[_Union[TaskRef, _Mapping]] = ..., grace_s: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("desired", "log_offsets", "heartbeat_interval_s")
+    __slots__ = ("desired", "log_offsets", "heartbeat_interval_s", "node_credential")
     DESIRED_FIELD_NUMBER: _ClassVar[int]
     LOG_OFFSETS_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    NODE_CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
     desired: _containers.RepeatedCompositeFieldContainer[TaskRef]
     log_offsets: _containers.RepeatedCompositeFieldContainer[LogOffset]
     heartbeat_interval_s: float
-    def __init__(self, desired: _Optional[_Iterable[_Union[TaskRef, _Mapping]]] = ..., log_offsets: _Optional[_Iterable[_Union[LogOffset, _Mapping]]] = ..., heartbeat_interval_s: _Optional[float] = ...) -> None: ...
+    node_credential: str
+    def __init__(self, desired: _Optional[_Iterable[_Union[TaskRef, _Mapping]]] = ..., log_offsets: _Optional[_Iterable[_Union[LogOffset, _Mapping]]] = ..., heartbeat_interval_s: _Optional[float] = ..., node_credential: _Optional[str] = ...) -> None: ...
 
 class LogOffset(_message.Message):
     __slots__ = ("task", "offset")
