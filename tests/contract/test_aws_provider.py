@@ -85,12 +85,48 @@ def test_spot_offers_take_the_current_spot_price_from_ec2(moto_endpoint, moto_am
     first = {o["node_type"]: o for o in provider.offers()}
     assert first["g5.xlarge:spot"]["price_per_hour"] == catalog_price  # not read yet: the catalog's (the cap)
     deadline = time.monotonic() + 20
-    while provider.offers()[1].get("price_source") is None and time.monotonic() < deadline:
+    while not any(o.get("price_source") for o in provider.offers()) and time.monotonic() < deadline:
         time.sleep(0.05)
     offers = {o["node_type"]: o for o in provider.offers()}
     spot = offers["g5.xlarge:spot"]
     assert spot["price_per_hour"] == 0.00001 and spot["price_source"] == "ec2 spot price now" and not spot["price_is_cap"]
-    assert spot["zone"].startswith(REGION)
+    assert "zone" not in spot  # the zone-less offer: CreateFleet picks the zone
+    assert offers[f"g5.xlarge:spot@{REGION}a"]["zone"] == f"{REGION}a"
     assert offers["g5.xlarge"]["price_per_hour"] == first["g5.xlarge"]["price_per_hour"]  # on demand: the catalog's
-    [od, sp] = sorted(provider.instance_offers(), key=lambda o: o.spot)
-    assert (od.spot, sp.spot, sp.usd_per_h) == (False, True, 0.00001)
+    [od, *spots] = sorted(provider.instance_offers(), key=lambda o: o.spot)
+    assert not od.spot and all(o.spot and o.usd_per_h == 0.00001 for o in spots)
+
+
+def test_each_zones_spot_price_is_an_offer_pinned_to_that_zone_and_launches_there(moto_endpoint, moto_ami):
+    """With current spot prices known, ``offers()`` adds one spot offer per zone
+    (``g5.xlarge:spot@us-east-1b``); launching it keeps only the configured subnets in that zone
+    (DescribeSubnets), so the instance runs there, and ``list_nodes`` says where each node runs.
+    (Without subnets the override is ``AvailabilityZone``, which moto does not model.)"""
+    import time
+
+    import boto3
+
+    ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=moto_endpoint)
+    subnets = {sn["AvailabilityZone"]: sn["SubnetId"] for sn in ec2.describe_subnets(
+        Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]}
+    provider = aws_provider(moto_endpoint, moto_ami, spot_price_refresh_s=600.0,
+                            subnet_ids=[subnets[f"{REGION}a"], subnets[f"{REGION}b"]])
+    provider.offers()
+    deadline = time.monotonic() + 20
+    while not any("@" in o["node_type"] for o in provider.offers()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    zoned = sorted(o["node_type"] for o in provider.offers() if "@" in o["node_type"])
+    assert len(zoned) >= 2 and all(t.startswith("g5.xlarge:spot@us-east-1") for t in zoned)
+    zone = f"{REGION}b"
+    target = f"g5.xlarge:spot@{zone}"
+    assert target in zoned
+    try:
+        [node] = run(provider.launch(target, 1, "req-zone"))
+        assert provider.drain_errors() == []
+        listed = {n.id: n for n in run(provider.list_nodes())}
+        assert listed[node.id].zone == zone and listed[node.id].node_type == target
+        assert run(provider.launch("g5.xlarge:spot@eu-west-1a", 1, "req-elsewhere")) == []
+        [err] = provider.drain_errors()
+        assert "unknown node type" in err.message
+    finally:
+        terminate_everything(provider)

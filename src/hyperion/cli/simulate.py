@@ -151,7 +151,7 @@ def simulate(trace_spec: str, cluster_file: str | None, federation_files: tuple[
 
 
 FED_METRICS = ("jobs_finished", "cost_usd", "carbon_kg", "energy_kwh", "jct_mean_s", "jct_p99_s", "queue_delay_mean_s",
-               "deadline_misses", "jobs_shifted")
+               "deadline_misses", "jobs_shifted", "jobs_burst")
 
 
 def _loaded(load, *args):

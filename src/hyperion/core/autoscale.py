@@ -15,8 +15,10 @@ The decision, in phases:
    pool's instance and GPU types, a capacity type the pool allows, and spot only for a job that
    tolerates interruption and whose deadline a spot run still meets (below); and the pool's
    federation member is the job's (``NodePoolSpec.cluster``, ``Demand.cluster``). Offers rank by the
-   pool's capacity-type preference, then by what the machines the job needs cost per hour (spot
-   inflated by its expected rework), then by name. Machines launched for one job are shared by later jobs of the same call. A pool never
+   pool's capacity-type preference, then spot offers outside the zones where the pool's spot
+   capacity is being reclaimed (an interruption notice: a replacement goes to another zone), then
+   by what the machines the job needs cost per hour (spot inflated by its expected rework), then by
+   name. Machines launched for one job are shared by later jobs of the same call. A pool never
    exceeds ``max_nodes`` (live instances plus launches); a job that cannot be placed whole is
    reported in ``waiting`` with the reason, and launches nothing.
 3. *deadline-aware markets* ("Can't Be Late", NSDI'24: keep enough slack to finish on demand): a
@@ -181,7 +183,8 @@ def _place(job: Demand, bins: list[_Bin], snap: ScaleSnapshot, pools: dict[str, 
         if job.gpu_type is not None and pool.gpu_types and job.gpu_type not in pool.gpu_types:
             reasons.append(f"pool {pool.name}: no {job.gpu_type}")
             continue
-        ranked = _ranked(_offers(snap, pool, job.gpu_type, job.gpus_per_replica, spot_ok), pool, job, left)
+        ranked = _ranked(_offers(snap, pool, job.gpu_type, job.gpus_per_replica, spot_ok), pool, job, left,
+                         _reclaiming(snap, pool.name))
         if not ranked:
             reasons.append(f"pool {pool.name}: no offer holds a replica of {job.gpus_per_replica} GPU(s)"
                            + ("" if job.gpu_type is None else f" {job.gpu_type}")
@@ -204,6 +207,12 @@ def _place(job: Demand, bins: list[_Bin], snap: ScaleSnapshot, pools: dict[str, 
                        + ("" if job.cluster is None else f" (it is routed to federation member {job.cluster!r}, "
                                                           "and no pool's nodes join it)"))
     return [], [], "; ".join(reasons)
+
+
+def _reclaiming(snap: ScaleSnapshot, pool: str) -> frozenset[str]:
+    """Zones where a live spot instance of the pool has an interruption notice."""
+    return frozenset(i.zone for i in snap.instances
+                     if i.pool == pool and i.spot and i.zone and i.state.live and i.notice_at is not None)
 
 
 def _spot_in_time(job: Demand, snap: ScaleSnapshot, pools: dict[str, NodePoolSpec]) -> bool:
@@ -242,8 +251,11 @@ def _offers(snap: ScaleSnapshot, pool: NodePoolSpec, gpu_type: str | None, gpus:
             and o.capacity_type in pool.capacity_types and (spot_ok or not o.spot)]
 
 
-def _ranked(offers: list[InstanceOffer], pool: NodePoolSpec, job: Demand | None, replicas: int) -> list[InstanceOffer]:
-    """By the pool's capacity-type preference, then what the machines for ``replicas`` of the job
+def _ranked(offers: list[InstanceOffer], pool: NodePoolSpec, job: Demand | None, replicas: int,
+            reclaiming: frozenset[str] = frozenset()) -> list[InstanceOffer]:
+    """By the pool's capacity-type preference, then spot offers outside the zones where the pool's
+    spot capacity is being reclaimed (``reclaiming``; a spot offer with no zone may land in one, so
+    it goes after those that name another zone), then what the machines for ``replicas`` of the job
     cost per hour (spot inflated by its expected rework), then instance type and zone. Without a
     job (the floor): the cheapest machine."""
     def cost(o: InstanceOffer) -> float:
@@ -256,7 +268,11 @@ def _ranked(offers: list[InstanceOffer], pool: NodePoolSpec, job: Demand | None,
             run = expected_run_s(job.runtime_estimate_s, rate, job.checkpoint_interval_s) / job.runtime_estimate_s
         return math.ceil(replicas / per) * o.usd_per_h * run
 
-    return sorted(offers, key=lambda o: (pool.capacity_types.index(o.capacity_type), cost(o), o.instance_type, o.zone))
+    def reclaimed(o: InstanceOffer) -> bool:
+        return bool(reclaiming) and o.spot and (o.zone in reclaiming or not o.zone)
+
+    return sorted(offers, key=lambda o: (pool.capacity_types.index(o.capacity_type), reclaimed(o), cost(o),
+                                         o.instance_type, o.zone))
 
 
 def _launch(offer: InstanceOffer, count: int, request_id: str, jobs: tuple[str, ...], reason: str) -> Launch:

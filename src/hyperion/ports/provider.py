@@ -28,6 +28,7 @@ class ProviderNode:
     state: str  # "launching" | "running" | "terminated"
     request_id: str = ""
     address: str = ""
+    zone: str = ""  # where it runs (an availability zone), when the provider says
 
 
 @dataclass(frozen=True, slots=True)

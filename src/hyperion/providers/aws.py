@@ -69,6 +69,7 @@ log = logging.getLogger("hyperion.providers.aws")
 TAG_CLUSTER, TAG_REQUEST = "hyperion:cluster-id", "hyperion:request-id"
 TAG_POOL, TAG_NODE_TYPE = "hyperion:pool", "hyperion:node-type"
 SPOT_SUFFIX = ":spot"
+ZONE_SEP = "@"  # a node type pinned to one availability zone: g5.xlarge:spot@us-east-1b
 DEFAULT_AMI = "resolve:ssm:/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
 DEFAULT_INSTALL = "python3 -m venv /opt/hyperion && /opt/hyperion/bin/pip install --quiet --upgrade hyperion"
 DEFAULT_HYPERIOND = "/opt/hyperion/bin/hyperiond"
@@ -83,14 +84,21 @@ _BOTO3_MISSING = "the aws provider needs boto3: pip install 'hyperion[aws]'"
 
 
 def parse_node_type(node_type: str) -> tuple[str, bool]:
-    """``"g5.xlarge:spot"`` -> ``("g5.xlarge", True)``; ``"g5.xlarge"`` -> ``("g5.xlarge", False)``."""
+    """``"g5.xlarge:spot"`` -> ``("g5.xlarge", True)``; ``"g5.xlarge"`` -> ``("g5.xlarge", False)``;
+    a zone (``"g5.xlarge:spot@us-east-1b"``) is left out (``zone_of``)."""
+    node_type = node_type.partition(ZONE_SEP)[0]
     if node_type.endswith(SPOT_SUFFIX):
         return node_type[: -len(SPOT_SUFFIX)], True
     return node_type, False
 
 
-def node_type_for(instance_type: str, spot: bool) -> str:
-    return instance_type + SPOT_SUFFIX if spot else instance_type
+def zone_of(node_type: str) -> str:
+    """The availability zone a node type names (``"g5.xlarge:spot@us-east-1b"`` -> ``"us-east-1b"``), or ""."""
+    return node_type.partition(ZONE_SEP)[2]
+
+
+def node_type_for(instance_type: str, spot: bool, zone: str = "") -> str:
+    return (instance_type + SPOT_SUFFIX if spot else instance_type) + (ZONE_SEP + zone if zone else "")
 
 
 def client_token(request_id: str) -> str:
@@ -154,10 +162,12 @@ class AwsInstance:
     pool: str = ""
     node_type: str = ""
     address: str = ""
+    zone: str = ""
 
     def node(self) -> ProviderNode:
         return ProviderNode(id=self.id, node_type=self.node_type or node_type_for(self.instance_type, self.spot),
-                            state=STATES.get(self.state, "launching"), request_id=self.request_id, address=self.address)
+                            state=STATES.get(self.state, "launching"), request_id=self.request_id, address=self.address,
+                            zone=self.zone)
 
 
 class AwsProvider:
@@ -190,11 +200,12 @@ class AwsProvider:
         self._lock = threading.RLock()
         self._stripes = [threading.Lock() for _ in range(32)]  # one launch per request id at a time
         self._templates: dict[tuple[str, bool], str] = {}  # (instance type, spot) -> launch template id
+        self._subnet_zones: dict[str, str] = {}  # subnet id -> its availability zone (DescribeSubnets, once)
         self._launched: dict[str, list[ProviderNode]] = {}  # request id -> what CreateFleet returned
         self._tokens: dict[str, str] = {}  # request id -> its bootstrap token until the launch succeeded
         self._errors: list[ProviderError] = []
         self.spot_price_refresh_s = spot_price_refresh_s
-        self._spot_prices: dict[str, tuple[float, str]] = {}  # instance type -> (USD/h now, cheapest zone)
+        self._spot_prices: dict[str, dict[str, float]] = {}  # instance type -> zone -> USD/h now
         self._spot_read_at = float("-inf")  # monotonic time of the last refresh started
         self._spot_reading: threading.Thread | None = None
 
@@ -203,13 +214,21 @@ class AwsProvider:
 
     # ---- the NodeProvider port --------------------------------------------------------------
     def offers(self) -> list[dict]:
+        """The catalog's offers; once current spot prices are known, a spot offer carries the lowest
+        over the region's zones, and each zone's price is also an offer pinned to that zone
+        (``g5.xlarge:spot@us-east-1b``), so a replacement can be sent to another zone."""
         self._refresh_spot_prices()
         prices = self._spot_prices
         out = []
         for o in self._offers:
-            live = prices.get(o["instance_type"]) if o["spot"] else None
-            out.append({**o, "price_per_hour": live[0], "zone": live[1], "price_is_cap": False,
-                        "price_source": "ec2 spot price now"} if live is not None else dict(o))
+            zones = prices.get(o["instance_type"]) if o["spot"] else None
+            if not zones:
+                out.append(dict(o))
+                continue
+            live = {**o, "price_is_cap": False, "price_source": "ec2 spot price now"}
+            out.append({**live, "price_per_hour": min(zones.values())})
+            out += [{**live, "node_type": node_type_for(o["instance_type"], True, zone), "zone": zone,
+                     "price_per_hour": price} for zone, price in sorted(zones.items())]
         return out
 
     def _refresh_spot_prices(self) -> None:
@@ -229,7 +248,7 @@ class AwsProvider:
 
     def _read_spot_prices(self) -> None:
         types = sorted({o["instance_type"] for o in self._offers if o["spot"]})
-        found: dict[str, tuple[float, str]] = {}
+        found: dict[str, dict[str, float]] = {}
         try:
             client = self._client()
             for batch in _chunks(types, 100):
@@ -239,8 +258,8 @@ class AwsProvider:
                 for page in pages:
                     for h in page.get("SpotPriceHistory", []):
                         price, zone = float(h["SpotPrice"]), str(h.get("AvailabilityZone", ""))
-                        if price > 0 and (h["InstanceType"] not in found or price < found[h["InstanceType"]][0]):
-                            found[h["InstanceType"]] = (price, zone)
+                        if price > 0 and zone:  # the newest record of each zone comes first
+                            found.setdefault(h["InstanceType"], {}).setdefault(zone, price)
         except Exception as exc:  # noqa: BLE001 - the offers keep their last prices
             log.warning("aws %s: reading spot prices failed (offers keep the prices they had): %s", self.region, exc)
             return
@@ -251,13 +270,14 @@ class AwsProvider:
     def instance_offers(self) -> list[InstanceOffer]:
         """``offers()`` as the autoscaler's ``InstanceOffer``s for this provider's pool."""
         return [InstanceOffer(pool=self.pool, instance_type=o["instance_type"], gpus=o["gpus"], usd_per_h=o["price_per_hour"],
-                              gpu_type=o["gpu_type"], spot=o["spot"]) for o in self.offers()]
+                              gpu_type=o["gpu_type"], spot=o["spot"], zone=o.get("zone", "")) for o in self.offers()]
 
     async def list_nodes(self) -> list[ProviderNode]:
         return [i.node() for i in await self._describe("list")]
 
     async def launch(self, node_type: str, count: int, request_id: str) -> list[ProviderNode]:
-        if node_type not in {o["node_type"] for o in self._offers}:
+        base, zone = node_type.partition(ZONE_SEP)[::2]
+        if base not in {o["node_type"] for o in self._offers} or (zone and not zone.startswith(self.region)):
             some = ", ".join(o["node_type"] for o in self._offers[:6])
             self._error(request_id, f"unknown node type {node_type!r} in {self.region}; offers {some}, ...")
             return []
@@ -326,7 +346,7 @@ class AwsProvider:
                 LaunchTemplateId=template_id, VersionDescription=client_token(request_id),
                 LaunchTemplateData={**self._template_data(instance_type), "UserData": user_data})["LaunchTemplateVersion"]["VersionNumber"]
             spec["Version"] = str(version)
-        overrides = [{"InstanceType": instance_type, "SubnetId": s} for s in self.subnet_ids] or [{"InstanceType": instance_type}]
+        overrides = self._overrides(instance_type, zone_of(node_type))
         market = "spot" if spot else "on-demand"
         options = ({"SpotOptions": {"AllocationStrategy": "price-capacity-optimized"}} if spot
                    else {"OnDemandOptions": {"AllocationStrategy": "lowest-price"}})
@@ -348,6 +368,25 @@ class AwsProvider:
         if len(ids) < count and not response.get("Errors"):
             self._error(request_id, f"CreateFleet for {count} x {node_type} launched only {len(ids)}")
         return [ProviderNode(id=i, node_type=node_type, state="launching", request_id=request_id) for i in ids]
+
+    def _overrides(self, instance_type: str, zone: str) -> list[dict]:
+        """CreateFleet overrides: one per configured subnet (none: the default VPC's), only those in
+        ``zone`` when the node type names one."""
+        if not self.subnet_ids:
+            return [{"InstanceType": instance_type, **({"AvailabilityZone": zone} if zone else {})}]
+        subnets = list(self.subnet_ids)
+        if zone:
+            with self._lock:
+                known = dict(self._subnet_zones)
+            if not set(subnets) <= set(known):
+                described = self._client().describe_subnets(SubnetIds=subnets)["Subnets"]
+                known = {sn["SubnetId"]: sn["AvailabilityZone"] for sn in described}
+                with self._lock:
+                    self._subnet_zones.update(known)
+            subnets = [sn for sn in subnets if known.get(sn) == zone]
+            if not subnets:
+                raise _Refused(f"no configured subnet is in {zone}; configured: {', '.join(self.subnet_ids)}")
+        return [{"InstanceType": instance_type, "SubnetId": sn} for sn in subnets]
 
     def _template_sync(self, instance_type: str, spot: bool) -> str:
         with self._lock:
@@ -552,7 +591,8 @@ def _instance(raw: dict) -> AwsInstance:
                        instance_type=raw.get("InstanceType", ""), spot=raw.get("InstanceLifecycle") == "spot",
                        launched_at=launched.timestamp() if hasattr(launched, "timestamp") else 0.0,
                        request_id=tags.get(TAG_REQUEST, ""), pool=tags.get(TAG_POOL, ""),
-                       node_type=tags.get(TAG_NODE_TYPE, ""), address=raw.get("PrivateIpAddress") or "")
+                       node_type=tags.get(TAG_NODE_TYPE, ""), address=raw.get("PrivateIpAddress") or "",
+                       zone=(raw.get("Placement") or {}).get("AvailabilityZone", ""))
 
 
 def _supports_user_data_override(client: Any) -> bool:

@@ -180,6 +180,8 @@ class AutoscalerLoop:
         if nodes is None or i.request_id in self._inflight:
             return i
         pn = nodes.get(i.provider_id) if i.provider_id else None
+        if pn is not None and pn.zone and pn.zone != i.zone:
+            i = replace(i, zone=pn.zone)  # where it actually runs (spot replacements avoid a zone being reclaimed)
         running = pn is not None and pn.state != "terminated"
         node = self.state.nodes.get(i.provider_id) if i.provider_id else None
         if i.state in (S.LAUNCHING, S.BOOTING):

@@ -333,3 +333,26 @@ def test_a_pool_that_joins_a_member_launches_only_for_jobs_routed_there() -> Non
     plan = reconcile(snap([job("routed", 2, cluster="aws-east")], instances=(ready, instance("p1")),
                           pools=(POOL, cloud), offers=offers))
     assert plan.launches == () and plan.placed["routed"] == ("c1",)
+
+
+def test_a_replacement_for_a_reclaimed_spot_instance_goes_to_another_zone() -> None:
+    zone_a = InstanceOffer("gpu", "g4", gpus=4, usd_per_h=3.0, gpu_type="V100", spot=True, zone="z-a")
+    zone_b = InstanceOffer("gpu", "g4", gpus=4, usd_per_h=3.5, gpu_type="V100", spot=True, zone="z-b")
+    anywhere = InstanceOffer("gpu", "g4", gpus=4, usd_per_h=3.0, gpu_type="V100", spot=True)
+    offers = (zone_a, zone_b, anywhere, OD)
+    work = job("j", 4, spot_ok=True)
+    # no notice: the cheapest spot offer (the zone-less one ties with z-a and sorts first)
+    [launch] = reconcile(snap([work], offers=offers)).launches
+    assert (launch.spot, launch.zone) == (True, "")
+    # a spot instance of the pool in z-a got its interruption notice: the replacement avoids z-a, and
+    # the zone-less offer (it may land there), though dearer: z-b
+    noticed = instance("i1", spot=True, zone="z-a", notice_at=NOW - 10)
+    plan = reconcile(snap([work], instances=(noticed,), offers=offers, used={"i1": 4}))
+    [launch] = plan.launches
+    assert (launch.spot, launch.zone) == (True, "z-b")
+    assert [d.instance_id for d in plan.drains] == ["i1"]
+    # another pool's notice, or an on-demand instance's, changes nothing
+    other = instance("o1", pool="cpu", spot=True, zone="z-a", notice_at=NOW - 10)
+    cpu = NodePoolSpec("cpu", "local")
+    [launch] = reconcile(snap([work], instances=(other,), pools=(POOL, cpu), offers=offers)).launches
+    assert launch.zone == ""

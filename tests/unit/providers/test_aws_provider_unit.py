@@ -27,6 +27,14 @@ def test_node_types_name_the_market(node_type, parsed):
     assert node_type_for(*parsed) == node_type
 
 
+def test_a_node_type_may_name_a_zone():
+    from hyperion.providers.aws import zone_of
+
+    assert parse_node_type("g5.xlarge:spot@us-east-1b") == ("g5.xlarge", True)
+    assert zone_of("g5.xlarge:spot@us-east-1b") == "us-east-1b" and zone_of("g5.xlarge:spot") == ""
+    assert node_type_for("g5.xlarge", True, "us-east-1b") == "g5.xlarge:spot@us-east-1b"
+
+
 @pytest.mark.parametrize("request_id", ["req-1", "x" * 64, "y" * 65, "naïve", "tab\there"])
 def test_client_tokens_are_at_most_64_printable_ascii_characters_and_stable(request_id):
     token = client_token(request_id)
