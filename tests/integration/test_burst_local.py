@@ -73,7 +73,7 @@ def test_a_job_waiting_too_long_on_prem_bursts_to_the_cloud_pool(cluster: LocalC
                lambda e: (e.get("burst") or {}).get("note"), 20, "the reason it is not burst")
     assert e["phase"] == "pending" and e["federation"]["cluster"] == "onprem"
     assert "no other member can run it now" in e["burst"]["note"] and "team 'nlp' has $5.00 left" in e["burst"]["note"]
-    assert "bursting: to another member once the expected wait on onprem passes" in c.cli("explain", held["id"])
+    assert "bursting: to another member once the expected wait on onprem passes 2s" in c.cli("explain", held["id"])
     kinds = [x["kind"] for x in admin.get("/v1/dashboard/events", params={"limit": 200}).json()["items"]]
     assert "burst-refused" in kinds
     admin.post(f"/v1/jobs/{big['id']}/cancel")

@@ -41,6 +41,7 @@ from hyperion.api.spec import (
 from hyperion.api.views import job_view, node_view, queue_view
 from hyperion.core import Explanation, budget, idle, lifecycle
 from hyperion.core.explain import waits_for_capacity
+from hyperion.core.federation.burst import burst_reason
 from hyperion.model import Job, NodeMetrics, Phase, Placement, Team, Verdict
 from hyperion.model.queue import DEFAULT_QUEUE, unlimited
 from hyperion.ports.clock import Clock
@@ -212,9 +213,10 @@ class ControlService:
         return out
 
     def burst(self, explained: Mapping[str, Explanation]) -> int:
-        """Burst each candidate whose expected wait in its member's queue is longer than the
-        member's ``burst_after`` (when the wait is unknown: once it has waited that long there) to
-        the best other member that can run it now: one with free GPUs (no other queue) and nodes
+        """Burst each candidate due to burst (``core.federation.burst.burst_reason``: its expected
+        wait in its member's queue is longer than the member's ``burst_after``, or unknown once it
+        has waited that long there, or would cost a deadline it can still meet) to the best other
+        member that can run it now: one with free GPUs (no other queue) and nodes
         or a node pool that joins it, chosen by the federation's scoring within what the team's
         budgets have left after its running jobs. A job that nowhere else can take keeps waiting,
         and ``burst_notes`` (shown by explain) says why. Returns how many jobs were burst."""
@@ -228,17 +230,20 @@ class ControlService:
             r = job.routed
             after = self.federation.members[r.cluster].burst_after
             wait = None if e.estimated_start is None else max(0.0, e.estimated_start - now)
-            if after is None or (wait is not None and wait <= after) or (wait is None and now - r.decided_at < after):
+            runtime = job.spec.runtime_estimate_s
+            if runtime is None:
+                runtime = self.state.runtime_estimate(job.spec.team, job.spec.user)
+            why = None if after is None else burst_reason(wait, now - r.decided_at, after, now, job.spec.deadline, runtime)
+            if why is None:
                 self.burst_notes.pop(job_id, None)
                 continue
-            expected = "unknown" if wait is None else f"{wait:.0f} s"
             others = (running & self.federation.members.keys()) - {r.cluster}
             decision, routed = self._decide(job.spec, now, job, members=others, burst=True)
             if routed is None:
-                why = ("; ".join(f"{c}: {x}" for c, x in sorted(decision.rejected.items())) if others
-                       else "none has a node or a node pool that joins it")
-                note = (f"expected wait on {r.cluster} is {expected} (burst_after {after:.0f} s), but no "
-                        f"other member can run it now: {why or decision.reason}")
+                refusal = ("; ".join(f"{c}: {x}" for c, x in sorted(decision.rejected.items())) if others
+                           else "none has a node or a node pool that joins it")
+                note = (f"due to burst from {r.cluster} ({why}), but no other member can run it now: "
+                        f"{refusal or decision.reason}")
                 if self.burst_notes.get(job_id) != note:
                     self.events.emit("burst-refused", f"job {job_id}: {note}", job=job_id, team=job.team)
                 self.burst_notes[job_id] = note
@@ -248,9 +253,9 @@ class ControlService:
             self.burst_notes.pop(job_id, None)
             self.verdicts.pop(job_id, None)
             cost = f", expected ${routed.expected_usd:,.2f}" if routed.expected_usd is not None else ""
-            self.events.emit("burst", f"job {job_id}: expected wait on {r.cluster} is {expected} (burst_after "
-                                      f"{after:.0f} s); burst to {routed.cluster} ({routed.gpu_type or 'CPU'} "
-                                      f"{'spot' if routed.spot else 'on demand'}{cost})", job=job_id, team=job.team)
+            self.events.emit("burst", f"job {job_id}: waiting on {r.cluster}: {why}; burst to {routed.cluster} "
+                                      f"({routed.gpu_type or 'CPU'} {'spot' if routed.spot else 'on demand'}{cost})",
+                             job=job_id, team=job.team)
             burst += 1
         if burst:
             self.wake()

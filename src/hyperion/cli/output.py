@@ -266,7 +266,7 @@ def explanation(e: dict[str, Any], now: float) -> str:
     if e.get("burst"):
         b = e["burst"]
         lines.append(f"bursting: to another member once the expected wait on {b['member']} passes "
-                     f"{format_age(b['after_s'])}" + (f"; {b['note']}" if b.get("note") else ""))
+                     f"{format_age(b['after_s'])} or would cost its deadline" + (f"; {b['note']}" if b.get("note") else ""))
     if e.get("ahead"):
         lines.append("ahead of it:")
         rows = [[a["id"] or "(another team's job)", a["team"], a["priority"], a["gpus"]] for a in e["ahead"]]

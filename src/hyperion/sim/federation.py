@@ -33,9 +33,10 @@ committed GPUs). Queued jobs start strictly in FIFO order as GPUs free there (he
 head that does not fit holds the jobs behind it; no backfill). At every event step each queued
 job's expected wait is estimated as the live explain estimate does (``core.explain``): the time
 when the member's running jobs, ending at their trace durations, have freed enough GPUs for the
-jobs ahead of it in the queue plus itself; unknown when they never free enough. A job whose wait
-is longer than ``burst_after`` (unknown: once it has waited that long in the queue) is decided
-again over the other members with no member queueing (each view's ``queues=False``, no cost cap);
+jobs ahead of it in the queue plus itself; unknown when they never free enough. A job due to
+burst (``core.federation.burst.burst_reason``, the live rule: a wait longer than ``burst_after``,
+or unknown once it has waited that long, or one that would cost a deadline starting now still
+meets) is decided again over the other members with no member queueing (each view's ``queues=False``, no cost cap);
 if one takes it now (no delay) it starts there and counts in ``jobs_burst``, else it keeps its
 place in the queue. With no queueing member the run is the one described above.
 """
@@ -53,6 +54,7 @@ from pathlib import Path
 
 from hyperion.api.spec import ClusterDoc, load_documents
 from hyperion.core.federation import FED_PROFILES, FedProfile, place
+from hyperion.core.federation.burst import burst_reason
 from hyperion.core.federation.forecast import same_hour_yesterday, weekly_profile
 from hyperion.model.federation import ClusterView, FedJob, FedSnapshot
 from hyperion.providers.grid import HourlySeries, SeriesError, constant, read_series
@@ -430,7 +432,7 @@ class FederationRun:
                 continue
             after = self.burst_after[member]
             due = [j for j, wait in self._waits(member, now)
-                   if (wait > after if wait is not None else now >= j.queued + after)
+                   if burst_reason(wait, now - j.queued, after, now, j.deadline, j.duration) is not None
                    and (j.blocked < 0 or j.blocked != self.finishes)]
             if not due:
                 continue

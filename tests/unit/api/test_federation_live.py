@@ -261,7 +261,27 @@ def test_a_job_expected_to_wait_longer_than_burst_after_goes_to_a_member_with_a_
     assert f["expected_usd"] == pytest.approx(2 * 3.0)
     assert service.burst_candidates() == []  # burst once: never back
     [event] = service.events.recent(100, kinds=["burst"])
-    assert "burst to cloud" in event["message"] and "expected wait on onprem is 7200 s" in event["message"]
+    assert "burst to cloud" in event["message"] and "waiting on onprem: expected wait 7200 s" in event["message"]
+
+
+def test_a_wait_shorter_than_burst_after_that_would_cost_the_deadline_bursts(service: ControlService) -> None:
+    from hyperion.model import Verdict, VerdictCode
+
+    service.apply(auth.ADMIN, [{**ONPREM, "burst_after": "10m"}, CLOUD,
+                               {"kind": "NodePool", "name": "burst", "provider": "local", "cluster": "cloud"}])
+    service.submit(auth.ADMIN, job("a", gpus=2))
+    tight = service.submit(auth.ADMIN, {**job("tight", gpus=2), "runtime_estimate": "1h", "deadline": NOW + HOUR + 300})
+    loose = service.submit(auth.ADMIN, {**job("loose", gpus=2), "runtime_estimate": "1h", "deadline": NOW + 3 * HOUR})
+    late = service.submit(auth.ADMIN, {**job("late", gpus=2), "runtime_estimate": "1h", "deadline": NOW + HOUR - 60})
+    for j in (tight, loose, late):
+        service.verdicts[j["id"]] = Verdict(VerdictCode.UNSCHEDULABLE, ("no room",), "node-fit")
+    # 8 minutes is within burst_after, but "tight" would end 3 min after its deadline; "late" misses it anyway
+    assert service.burst({j["id"]: explanation(j["id"], NOW + 8 * 60) for j in (tight, loose, late)}) == 1
+    assert service.get_job(auth.ADMIN, tight["id"])["federation"]["burst_from"] == "onprem"
+    assert service.get_job(auth.ADMIN, loose["id"])["federation"]["cluster"] == "onprem"
+    assert service.get_job(auth.ADMIN, late["id"])["federation"]["cluster"] == "onprem"
+    [event] = service.events.recent(100, kinds=["burst"])
+    assert "would miss its deadline by 180 s" in event["message"]
 
 
 def test_an_unknown_wait_bursts_once_the_job_has_waited_burst_after(service: ControlService) -> None:

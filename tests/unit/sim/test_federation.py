@@ -194,6 +194,9 @@ def _members(*docs: str):
 
 
 # ---- queueing members and bursting (burst_after) ------------------------------------------
+LOOSE = 100.0  # deadline slack that no wait here costs (the deadline rule of burst_reason stays out)
+
+
 def burst_fed(tmp_path: Path, after: str | None, cloud_gpus: int = 8) -> Federation:
     """An on-prem member ``a`` (4 GPUs, $1) that queues when ``after`` is set, and a cloud ``b`` ($3)."""
     extra = "carbon_intensity: 100\n" + (f"burst_after: {after}\n" if after is not None else "")
@@ -202,7 +205,7 @@ def burst_fed(tmp_path: Path, after: str | None, cloud_gpus: int = 8) -> Federat
 
 
 def test_with_a_long_burst_after_jobs_wait_on_prem_and_none_burst(tmp_path: Path) -> None:
-    r = run(trace((0, 10 * H, 4), (60, H, 4)), burst_fed(tmp_path, "24h"), "cheapest")
+    r = run(trace((0, 10 * H, 4), (60, H, 4)), burst_fed(tmp_path, "24h"), "cheapest", slack=LOOSE)
     m = r.metrics
     assert m["jobs_burst"] == 0 and m["jobs_finished"] == 2
     assert r.per_cluster["a"]["jobs"] == 2 and r.per_cluster["b"]["jobs"] == 0
@@ -212,8 +215,8 @@ def test_with_a_long_burst_after_jobs_wait_on_prem_and_none_burst(tmp_path: Path
 
 def test_a_job_whose_expected_wait_passes_burst_after_bursts_to_the_cloud(tmp_path: Path) -> None:
     tr = trace((0, 10 * H, 4), (60, H, 4), (120, H, 2))
-    waited = run(tr, burst_fed(tmp_path, "24h"), "cheapest")
-    r = run(tr, burst_fed(tmp_path, "1h"), "cheapest")
+    waited = run(tr, burst_fed(tmp_path, "24h"), "cheapest", slack=LOOSE)
+    r = run(tr, burst_fed(tmp_path, "1h"), "cheapest", slack=LOOSE)
     m = r.metrics
     # both queued jobs expect ~10 h on a (the first running job's end): over 1 h, they start on b at once
     assert m["jobs_burst"] == 2 and r.per_cluster["b"]["jobs"] == 2 and r.per_cluster["a"]["jobs"] == 1
@@ -230,7 +233,7 @@ def test_a_short_expected_wait_stays_and_a_burst_needs_room_elsewhere(tmp_path: 
     fed = federation(tmp_path, member("a", 1.0, gpus=4, extra="carbon_intensity: 100\nburst_after: 1h\n"),
                      member("b", 3.0, gpus=4, extra="carbon_intensity: 100\n"))
     tr = trace((0, 2 * H, 2), (0, 3 * H, 4), (0, 1.5 * H, 2), (60, H, 4))
-    r = run(tr, fed, "cheapest")
+    r = run(tr, fed, "cheapest", slack=LOOSE)
     assert r.metrics["jobs_burst"] == 1
     assert r.per_cluster["b"]["jobs"] == 1 and r.per_cluster["b"]["gpu_hours"] == 4 * 3
     assert r.per_cluster["a"]["jobs"] == 3
@@ -260,3 +263,14 @@ def test_queued_jobs_start_on_prem_in_fifo_order_as_gpus_free(tmp_path: Path) ->
     assert r.queue_delay_s == tuple(s - sub for s, sub in zip(starts, (0, 60, 120, 180), strict=True))
     greedy = run(tr, federation(tmp_path, member("a", 1.0, gpus=4, extra="carbon_intensity: 100\n")), "cheapest")
     assert sorted(greedy.queue_delay_s) != sorted(r.queue_delay_s)  # without a queue j3 starts beside j1
+
+
+def test_a_wait_within_burst_after_that_would_cost_a_deadline_bursts(tmp_path: Path) -> None:
+    # the 1-h job expects 10 h on a, within burst_after 24 h; with slack 1 its deadline is 2 h after
+    # submission: waiting would miss it, starting on b now meets it
+    tr = trace((0, 10 * H, 4), (60, H, 4))
+    r = run(tr, burst_fed(tmp_path, "24h"), "cheapest", slack=1.0)
+    assert r.metrics["jobs_burst"] == 1 and r.per_cluster["b"]["jobs"] == 1
+    assert r.metrics["deadline_misses"] == 0 and r.queue_delay_s == (0.0, 0.0)
+    loose = run(tr, burst_fed(tmp_path, "24h"), "cheapest", slack=LOOSE)
+    assert loose.metrics["jobs_burst"] == 0
