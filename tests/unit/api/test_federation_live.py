@@ -270,13 +270,15 @@ def test_a_wait_shorter_than_burst_after_that_would_cost_the_deadline_bursts(ser
     service.apply(auth.ADMIN, [{**ONPREM, "burst_after": "10m"}, CLOUD,
                                {"kind": "NodePool", "name": "burst", "provider": "local", "cluster": "cloud"}])
     service.submit(auth.ADMIN, job("a", gpus=2))
-    tight = service.submit(auth.ADMIN, {**job("tight", gpus=2), "runtime_estimate": "1h", "deadline": NOW + HOUR + 300})
+    tight = service.submit(auth.ADMIN, {**job("tight", gpus=2), "runtime_estimate": "1h", "deadline": NOW + HOUR + 420})
     loose = service.submit(auth.ADMIN, {**job("loose", gpus=2), "runtime_estimate": "1h", "deadline": NOW + 3 * HOUR})
-    late = service.submit(auth.ADMIN, {**job("late", gpus=2), "runtime_estimate": "1h", "deadline": NOW + HOUR - 60})
+    late = service.submit(auth.ADMIN, {**job("late", gpus=2), "runtime_estimate": "1h", "deadline": NOW + HOUR + 60})
     for j in (tight, loose, late):
         service.verdicts[j["id"]] = Verdict(VerdictCode.UNSCHEDULABLE, ("no room",), "node-fit")
+    service.clock.t += 120
+    now = service.clock.now()
     # 8 minutes is within burst_after, but "tight" would end 3 min after its deadline; "late" misses it anyway
-    assert service.burst({j["id"]: explanation(j["id"], NOW + 8 * 60) for j in (tight, loose, late)}) == 1
+    assert service.burst({j["id"]: explanation(j["id"], now + 8 * 60) for j in (tight, loose, late)}) == 1
     assert service.get_job(auth.ADMIN, tight["id"])["federation"]["burst_from"] == "onprem"
     assert service.get_job(auth.ADMIN, loose["id"])["federation"]["cluster"] == "onprem"
     assert service.get_job(auth.ADMIN, late["id"])["federation"]["cluster"] == "onprem"
