@@ -244,7 +244,7 @@ class ControlService:
                            else "none has a node or a node pool that joins it")
                 note = (f"due to burst from {r.cluster} ({why}), but no other member can run it now: "
                         f"{refusal or decision.reason}")
-                if self.burst_notes.get(job_id) != note:
+                if job_id not in self.burst_notes:  # told once per stay (the note's figures move each check)
                     self.events.emit("burst-refused", f"job {job_id}: {note}", job=job_id, team=job.team)
                 self.burst_notes[job_id] = note
                 continue
