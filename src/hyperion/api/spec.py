@@ -29,7 +29,7 @@ import json
 import math
 import re
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, NamedTuple, TypeVar
@@ -47,6 +47,7 @@ from pydantic import (
     model_validator,
 )
 
+from hyperion.api.yaml_lines import LineLoader
 from hyperion.model import Framework, JobSpec, Priority, Resources
 from hyperion.model.autoscale import NodePoolSpec
 from hyperion.model.cost import BudgetSpec, Rates
@@ -927,7 +928,7 @@ def load_documents(text: str, source: str = "<input>", kinds: dict[str, type[Doc
                    ) -> list[Document]:
     """Parse YAML (one or more documents) and validate each; errors of all documents together.
     ``kinds``: the kinds this file may hold (default ``KINDS``, the API's)."""
-    loader = _LineLoader(text)
+    loader = LineLoader(text)
     try:
         raws = list(loader.raw_documents())
     except yaml.YAMLError as exc:
@@ -954,48 +955,6 @@ def load_documents(text: str, source: str = "<input>", kinds: dict[str, type[Doc
     if errors:
         raise SpecError(sorted(errors, key=lambda e: (e.doc, e.line or 0)), source)
     return docs
-
-
-# ---- YAML with lines ------------------------------------------------------------------------
-class _RawDocument(NamedTuple):
-    data: object
-    lines: dict[tuple[str, ...], int]  # path (keys and list indices as strings) -> 1-based line
-    start: int
-    duplicates: list[tuple[tuple[str, ...], int]]
-
-
-class _LineLoader(yaml.SafeLoader):
-    """A safe loader that also records the line of every mapping key and list item."""
-
-    def raw_documents(self) -> Iterator[_RawDocument]:
-        while self.check_node():
-            node = self.get_node()
-            lines: dict[tuple[str, ...], int] = {}
-            duplicates: list[tuple[tuple[str, ...], int]] = []
-            _walk(node, (), lines, duplicates, set())
-            yield _RawDocument(self.construct_document(node), lines, node.start_mark.line + 1, duplicates)
-
-
-def _walk(node: yaml.Node, path: tuple[str, ...], lines: dict, duplicates: list, seen: set[int]) -> None:
-    if id(node) in seen:  # an alias: its lines were recorded where it was defined
-        return
-    seen.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        keys: set[str] = set()
-        for k, v in node.value:
-            if not isinstance(k, yaml.ScalarNode) or k.tag == "tag:yaml.org,2002:merge":
-                continue
-            p = (*path, k.value)
-            if k.value in keys:
-                duplicates.append((p, k.start_mark.line + 1))
-            keys.add(k.value)
-            lines[p] = k.start_mark.line + 1
-            _walk(v, p, lines, duplicates, seen)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            p = (*path, str(i))
-            lines[p] = item.start_mark.line + 1
-            _walk(item, p, lines, duplicates, seen)
 
 
 def _yaml_error(exc: yaml.YAMLError) -> FieldError:
