@@ -140,9 +140,7 @@ class ControlService:
         views = [v for v in self.accountant.views(now) if v.team == spec.team and v.action == "reject"]
         if not views:
             return
-        estimate = spec.runtime_estimate_s
-        if estimate is None:
-            estimate = self.state.runtime_estimate(spec.team, spec.user)
+        estimate = self.state.estimate_for(spec)
         r = spec.resources
         prices = self.accountant.prices()
         why = budget.check(spec.team, r.gpus * spec.replicas, r.cpus_milli * spec.replicas, spec.gpu_type, estimate,
@@ -153,9 +151,7 @@ class ControlService:
     # ---- federation (api.federation; docs/federation.md) --------------------------------
     def _decide(self, spec, now: float, job: Job | None = None, members: Collection[str] | None = None,
                 burst: bool = False):
-        estimate = spec.runtime_estimate_s
-        if estimate is None:
-            estimate = self.state.runtime_estimate(spec.team, spec.user)
+        estimate = self.state.estimate_for(spec)
         # ``action: reject`` budgets bound the expected cost (a ``hold`` budget's gate keeps the job pending instead);
         # a burst must fit every budget of the team, after what its running jobs are still expected to cost
         lefts = [v.usd - v.spent_usd for v in self.accountant.views(now)
@@ -230,10 +226,8 @@ class ControlService:
             r = job.routed
             after = self.federation.members[r.cluster].burst_after
             wait = None if e.estimated_start is None else max(0.0, e.estimated_start - now)
-            runtime = job.spec.runtime_estimate_s
-            if runtime is None:
-                runtime = self.state.runtime_estimate(job.spec.team, job.spec.user)
-            why = None if after is None else burst_reason(wait, now - r.decided_at, after, now, job.spec.deadline, runtime)
+            why = None if after is None else burst_reason(wait, now - r.decided_at, after, now, job.spec.deadline,
+                                                          self.state.estimate_for(job.spec))
             if why is None:
                 self.burst_notes.pop(job_id, None)
                 continue

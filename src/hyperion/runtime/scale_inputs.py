@@ -39,11 +39,10 @@ def demand_of(state: ClusterState, verdicts: Mapping[str, Verdict], now: float) 
         if not waits_for_capacity(verdict, routed, now):
             continue
         s = job.spec
-        estimate = s.runtime_estimate_s if s.runtime_estimate_s is not None else state.runtime_estimate(s.team, s.user)
         out.append(Demand(job_id=job.id, gpus_per_replica=s.resources.gpus, replicas=s.replicas,
                           gpu_type=s.gpu_type or (routed.gpu_type if routed is not None else None) or None,
                           spot_ok=bool(s.checkpoint_dir) or job.last_checkpoint_at is not None,
-                          deadline=s.deadline, runtime_estimate_s=estimate, submitted_at=job.submitted_at,
+                          deadline=s.deadline, runtime_estimate_s=state.estimate_for(s), submitted_at=job.submitted_at,
                           priority=int(s.priority) * 1_000_000 + s.priority_value,
                           cluster=routed.cluster if routed is not None else None))
     return tuple(out)

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 import orjson
 
 from hyperion.core.estimates import RuntimeHistory
-from hyperion.model import Job, Node, Phase, Placement, Resources, Team, check_transition
+from hyperion.model import Job, JobSpec, Node, Phase, Placement, Resources, Team, check_transition
 from hyperion.model.codec import (
     job_from_dict,
     job_to_dict,
@@ -155,6 +155,10 @@ class ClusterState:
     def runtime_estimate(self, team: str, user: str) -> float | None:
         """The median runtime of the user's latest succeeded jobs, if any."""
         return self.runtimes.estimate(team, user)
+
+    def estimate_for(self, spec: JobSpec) -> float | None:
+        """A job's runtime estimate: its own, else its user's history (``runtime_estimate``), else None."""
+        return spec.runtime_estimate_s if spec.runtime_estimate_s is not None else self.runtime_estimate(spec.team, spec.user)
 
     def take_changed_nodes(self) -> set[str]:
         changed, self.changed_nodes = self.changed_nodes, set()
